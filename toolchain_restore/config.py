@@ -1,0 +1,70 @@
+"""Command-line options generated from settings dataclasses (one flag per field, its docstring as help)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import typing
+from typing import Any, TypeVar
+
+__all__ = ["add_settings_arguments", "settings_from_args", "field_docs"]
+
+T = TypeVar("T")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (read from its source)."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def _parser_for(tp: Any):
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        inner = _parser_for(args[0])
+        return lambda v: None if v.lower() in ("none", "") else inner(v)
+    if origin is typing.Literal:
+        return str
+    if tp is bool:
+        return lambda v: v.lower() in ("1", "true", "yes", "on")
+    if tp in (int, float, str):
+        return tp
+    return str
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add ``--field-name`` for every field of the settings dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + prefix + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + f.name, "default": default}
+        help_text = docs.get(f.name, "")
+        if typing.get_origin(tp) is list:
+            kwargs.update(nargs="+", type=_parser_for(typing.get_args(tp)[0]))
+        else:
+            kwargs["type"] = _parser_for(tp)
+            if typing.get_origin(tp) is typing.Literal:
+                kwargs["choices"] = list(typing.get_args(tp))
+        group.add_argument(flag, help=f"{help_text} (default: {default})", **kwargs)
+
+
+def settings_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
+    values = {f.name: getattr(args, prefix.replace("-", "_") + f.name) for f in dataclasses.fields(cls)}
+    values.update(overrides)
+    return cls(**values)

@@ -1,0 +1,109 @@
+"""Random patches of clean images at the protocol's three scales, degraded on the fly.
+
+Memory is bounded whatever the dataset size: only a few decoded and rescaled images
+are cached (``cache_bytes``), and each patch is degraded from its own small region
+(see :func:`toolchain_restore.degrade.degrade` with ``crop=``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..degrade import DegradationParams
+from .images import ImageSet
+
+__all__ = ["SCALES", "Patch", "PatchSampler", "DegradeFn"]
+
+SCALES: tuple[float, ...] = (1.0, 2.0 / 3.0, 1.0 / 3.0)
+"""Each source image is used at full size, at 2/3 and at 1/3 (bicubic)."""
+
+DegradeFn = Callable[[np.ndarray, np.random.Generator, tuple[int, int, int, int]], tuple[np.ndarray, DegradationParams]]
+"""(whole clean image, rng, crop) -> (degraded crop uint8, parameters)."""
+
+
+@dataclass
+class Patch:
+    """One training or test sample: L (degraded input) and H (clean), both uint8 H x W x 3."""
+
+    L: np.ndarray
+    H: np.ndarray
+    params: DegradationParams
+    source: str
+    """Which image, scale and position the patch came from."""
+
+
+def rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
+class PatchSampler:
+    """Draws random ``patch_size`` patches from an :class:`ImageSet` at the three scales."""
+
+    def __init__(
+        self,
+        images: ImageSet,
+        patch_size: int = 63,
+        scales: tuple[float, ...] = SCALES,
+        cache_bytes: int = 256 * 2**20,
+    ) -> None:
+        if patch_size < 1:
+            raise ValueError(f"patch_size must be positive, got {patch_size}")
+        self.images = images
+        self.patch_size = patch_size
+        self.scales = scales
+        self.cache_bytes = cache_bytes
+        self._scaled: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cached = 0
+        self._too_small: set[tuple[int, int]] = set()
+
+    def scaled_image(self, index: int, scale_index: int) -> np.ndarray | None:
+        """The image at one of the scales, or None if unreadable or smaller than a patch."""
+        key = (index, scale_index)
+        if key in self._scaled:
+            self._scaled.move_to_end(key)
+            return self._scaled[key]
+        if key in self._too_small:
+            return None
+        image = self.images.get(index)
+        if image is None:
+            return None
+        image = rescale(image, self.scales[scale_index])
+        if min(image.shape[:2]) < self.patch_size:
+            self._too_small.add(key)
+            return None
+        self._scaled[key] = image
+        self._cached += image.nbytes
+        while self._cached > self.cache_bytes and len(self._scaled) > 1:
+            _, old = self._scaled.popitem(last=False)
+            self._cached -= old.nbytes
+        return image
+
+    def sample(self, rng: np.random.Generator, degrade_fn: DegradeFn, max_tries: int = 1000) -> Patch:
+        """One random patch: image, scale and position uniform, degraded by ``degrade_fn``."""
+        size = self.patch_size
+        for _ in range(max_tries):
+            index = int(rng.integers(len(self.images)))
+            scale_index = int(rng.integers(len(self.scales)))
+            image = self.scaled_image(index, scale_index)
+            if image is None:
+                continue
+            top = int(rng.integers(image.shape[0] - size + 1))
+            left = int(rng.integers(image.shape[1] - size + 1))
+            crop = (top, left, size, size)
+            degraded, params = degrade_fn(image, rng, crop)
+            clean = image[top : top + size, left : left + size]
+            name = self.images.paths[index].name
+            return Patch(degraded, np.ascontiguousarray(clean), params, f"{name}@{self.scales[scale_index]:.3f}+{top},{left}")
+        raise ValueError(
+            f"{self.images.name}: no image yields a {size}x{size} patch at any scale "
+            f"(all unreadable or smaller than the patch)"
+        )

@@ -1,0 +1,138 @@
+"""What the single and the batched environment share: drawing an episode's patch, spaces,
+observations and pictures. Both call these, so given the same seed they draw the same."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from PIL import Image, ImageDraw
+
+from ..data import Patch, PatchSampler, image_set
+from ..degrade import SEVERITY_BANDS, degrade
+from ..metrics import psnr
+from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
+
+__all__ = [
+    "STOP",
+    "NUM_ACTIONS",
+    "MAX_INPUT_PSNR",
+    "observation_space",
+    "check_arguments",
+    "make_sampler",
+    "draw_patch",
+    "shared_toolbox",
+    "action_name",
+    "render_frame",
+]
+
+STOP = NUM_TOOLS
+"""Action 12 stops the episode; actions 0..11 apply tools 1..12."""
+NUM_ACTIONS = NUM_TOOLS + 1
+MAX_INPUT_PSNR = 50.0
+"""Training rules: patches already above this PSNR are not worth an episode."""
+
+
+def observation_space(patch_size: int, max_steps: int) -> spaces.Dict:
+    return spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, (3, patch_size, patch_size), np.uint8),
+            "previous_action": spaces.Box(0.0, 1.0, (NUM_TOOLS,), np.float32),
+            "step": spaces.Discrete(max_steps + 1),
+        }
+    )
+
+
+def check_arguments(level: str, split: str, max_steps: int, patch_size: int, render_mode: str | None, render_modes) -> None:
+    if level not in SEVERITY_BANDS:
+        raise ValueError(f"level must be one of {sorted(SEVERITY_BANDS)}, got {level!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if not isinstance(patch_size, int) or patch_size < 8:
+        raise ValueError(f"patch_size must be an int of at least 8, got {patch_size!r}")
+    if render_mode is not None and render_mode not in render_modes:
+        raise ValueError(f"render_mode must be one of {render_modes} or None, got {render_mode!r}")
+
+
+@lru_cache(maxsize=8)
+def _cached_sampler(data: str | None, split: str, patch_size: int) -> PatchSampler:
+    return PatchSampler(image_set(data, split), patch_size)
+
+
+def make_sampler(data, split: str, patch_size: int) -> PatchSampler:
+    """Environments of one process share the decoded-image cache of the same data."""
+    if data is None or isinstance(data, str):
+        return _cached_sampler(data, split, patch_size)
+    return PatchSampler(image_set(str(data), split) if not hasattr(data, "get") else data, patch_size)
+
+
+@lru_cache(maxsize=4)
+def _cached_toolbox(path: str | None, device: str) -> Toolbox:
+    return load_toolbox(path, device)
+
+
+def shared_toolbox(toolbox: Toolbox | str | None, device: torch.device) -> Toolbox:
+    """The shipped or a named toolbox, loaded once per process and device."""
+    if isinstance(toolbox, Toolbox):
+        return toolbox.to(device).eval()
+    return _cached_toolbox(None if toolbox is None else str(toolbox), str(device))
+
+
+def draw_patch(sampler: PatchSampler, rng: np.random.Generator, level: str, training_rules: bool) -> tuple[Patch, float]:
+    """An episode's patch and its input PSNR, drawn with ``rng`` only."""
+
+    def fn(image, r, crop):
+        return degrade(image, level, r, crop=crop)
+
+    for _ in range(1000):
+        patch = sampler.sample(rng, fn)
+        input_psnr = psnr(patch.L, patch.H)
+        if not training_rules or input_psnr <= MAX_INPUT_PSNR:
+            return patch, input_psnr
+    raise RuntimeError(f"no patch under {MAX_INPUT_PSNR} dB input PSNR in 1000 draws")
+
+
+def action_name(action: int) -> str:
+    return "stop" if action == STOP else TOOL_SPECS[action].name
+
+
+def _tile(image: np.ndarray, scale: int) -> Image.Image:
+    im = Image.fromarray(image)
+    return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+
+
+def render_frame(
+    L: np.ndarray, E: np.ndarray, H: np.ndarray, toolchain: list[int], psnrs: tuple[float, float], scale: int = 3
+) -> np.ndarray:
+    """Input, current and clean patch side by side (H x W x 3 uint8), with the chain below."""
+    tiles = [_tile(x, scale) for x in (L, E, H)]
+    w, h = tiles[0].size
+    gap, text_h = 4, 30
+    canvas = Image.new("RGB", (3 * w + 2 * gap, h + text_h), (255, 255, 255))
+    for k, t in enumerate(tiles):
+        canvas.paste(t, (k * (w + gap), 0))
+    chain = " > ".join(action_name(a) for a in toolchain) or "(no tool yet)"
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, h + 2), f"input | current | clean    chain: {chain}", fill=(0, 0, 0))
+    draw.text((2, h + 15), f"PSNR {psnrs[0]:.2f} -> {psnrs[1]:.2f} dB", fill=(0, 0, 0))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def to_uint8(state: torch.Tensor) -> np.ndarray:
+    """N x 3 x H x W float state in [0, 1] to its uint8 view (rounded)."""
+    return state.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def to_tensor(images_hwc: list[np.ndarray] | np.ndarray, device: torch.device) -> torch.Tensor:
+    array = np.stack(images_hwc) if isinstance(images_hwc, list) else images_hwc
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def params_info(patch: Patch) -> dict[str, Any]:
+    p = patch.params
+    return {"blur_std": p.blur_std, "noise_std": p.noise_std, "jpeg_quality": p.jpeg_quality, "levels": p.levels}

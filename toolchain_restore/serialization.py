@@ -1,0 +1,99 @@
+"""Saving and loading weights as safetensors, with errors that say what does not fit."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = ["WeightsError", "save_weights", "load_weights", "read_metadata", "atomic_write"]
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, corrupt, of another kind, or does not fit the model."""
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(module: nn.Module, path: str | os.PathLike, kind: str, config: dict | None = None) -> None:
+    """Write a module's state as safetensors, tagged with its ``kind`` and a JSON ``config``."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    metadata = {"kind": kind, "config": json.dumps(config or {}, sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def read_metadata(path: str | os.PathLike) -> tuple[str, dict]:
+    """The (kind, config) stored in a weights file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no weights file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    try:
+        config = json.loads(metadata.get("config", "{}"))
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path}: corrupt config metadata ({err})") from err
+    return metadata.get("kind", ""), config
+
+
+def load_weights(module: nn.Module, path: str | os.PathLike, kind: str) -> dict:
+    """Load a safetensors file of ``kind`` into ``module``; return its config.
+
+    Raises:
+        WeightsError: the file is missing, corrupt, of another kind, or its tensors do
+            not match the module's (missing, unexpected or differently shaped entries).
+    """
+    path = Path(path)
+    file_kind, config = read_metadata(path)
+    if file_kind != kind:
+        raise WeightsError(f"{path}: holds weights of kind {file_kind or 'unknown'!r}, expected {kind!r}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = [
+        f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(tensors))
+        if tensors[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} shape mismatches ({'; '.join(wrong_shape[:3])})")
+    if problems:
+        raise WeightsError(f"{path} does not fit this {kind}: " + "; ".join(problems))
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"{path}: non-finite values in {', '.join(bad[:3])}")
+    module.load_state_dict(tensors)
+    return config

@@ -1,0 +1,7 @@
+"""The 12 restoration tools: specs, architectures, the Toolbox module and their training data."""
+
+from .architectures import LargeTool, SmallTool
+from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
+from .toolbox import Toolbox, load_toolbox
+
+__all__ = ["LargeTool", "SmallTool", "NUM_TOOLS", "TOOL_SPECS", "ToolSpec", "Toolbox", "load_toolbox"]

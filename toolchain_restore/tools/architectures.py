@@ -1,0 +1,69 @@
+"""The two tool architectures of RL-Restore.
+
+Both are fully convolutional, stride 1, zero "same" padding, and predict a residual that
+is added to their input: ``E = L + net(L)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SmallTool", "LargeTool", "ResidualBlock"]
+
+
+def _start_as_identity(last: nn.Conv2d) -> None:
+    # A residual tool whose last layer starts at zero begins as the identity, so early
+    # training improves on the input instead of first undoing random noise.
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+
+
+class SmallTool(nn.Module):
+    """3 convolutions: 9x9 3->32, ReLU, 5x5 32->16, ReLU, 5x5 16->3 (21,827 parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 32, 9, padding=4),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 16, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 3, 5, padding=2),
+        )
+        _start_as_identity(self.body[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResidualBlock(nn.Module):
+    """conv 3x3, ReLU, conv 3x3, plus the block's input."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+class LargeTool(nn.Module):
+    """5x5 3->64, ReLU, 1x1 64->32, 2 residual blocks at 32, 1x1 32->64, ReLU, 5x5 64->3
+    (50,851 parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 64, 5, padding=2)
+        self.reduce = nn.Conv2d(64, 32, 1)
+        self.blocks = nn.Sequential(ResidualBlock(32), ResidualBlock(32))
+        self.expand = nn.Conv2d(32, 64, 1)
+        self.tail = nn.Conv2d(64, 3, 5, padding=2)
+        _start_as_identity(self.tail)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.reduce(torch.relu(self.head(x)))
+        h = self.blocks(h)
+        h = torch.relu(self.expand(h))
+        return x + self.tail(h)

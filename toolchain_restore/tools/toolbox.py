@@ -1,0 +1,106 @@
+"""The Toolbox: the 12 tools as one module, applied one at a time or batched by choice."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..serialization import WeightsError, load_weights, save_weights
+from .architectures import LargeTool, SmallTool
+from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
+
+__all__ = ["Toolbox", "load_toolbox", "SHIPPED_TOOLBOX", "WEIGHTS_KIND"]
+
+WEIGHTS_KIND = "toolchain_restore.Toolbox"
+SHIPPED_TOOLBOX = "toolbox.safetensors"
+
+
+class Toolbox(nn.Module):
+    """The 12 restoration tools of RL-Restore.
+
+    ``toolbox(x, i)`` applies tool ``i`` (0..11) to ``x``, a float tensor N x 3 x H x W
+    in [0, 1] of any spatial size, and returns ``x + tool_i(x)`` (not clipped).
+    ``toolbox.apply(x, actions)`` runs each tool once on the rows that chose it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.specs: tuple[ToolSpec, ...] = TOOL_SPECS
+        self.tools = nn.ModuleList(SmallTool() if s.size == "small" else LargeTool() for s in TOOL_SPECS)
+
+    def __len__(self) -> int:
+        return NUM_TOOLS
+
+    @staticmethod
+    def _check_input(x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected a float tensor in [0, 1], got dtype {x.dtype}")
+
+    @staticmethod
+    def _check_tool(i: int) -> int:
+        if isinstance(i, torch.Tensor):
+            i = int(i.item())
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < NUM_TOOLS:
+            raise ValueError(f"tool index must be an int in 0..{NUM_TOOLS - 1}, got {i!r}")
+        return i
+
+    def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        self._check_input(x)
+        return self.tools[self._check_tool(i)](x)
+
+    def apply(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Apply tool ``actions[n]`` to row ``n``; rows whose action is outside 0..11 pass unchanged."""
+        self._check_input(x)
+        actions = torch.as_tensor(actions, device=x.device).long()
+        if actions.shape != (x.shape[0],):
+            raise ValueError(f"need one action per row: {x.shape[0]} rows, actions of shape {tuple(actions.shape)}")
+        out = x.clone()
+        for i in torch.unique(actions).tolist():
+            if 0 <= i < NUM_TOOLS:
+                rows = (actions == i).nonzero(as_tuple=True)[0]
+                out[rows] = self.tools[i](x[rows])
+        return out
+
+    def macs(self, i: int, height: int, width: int) -> int:
+        """Multiply-adds of tool ``i`` on one H x W image (stride 1, same padding)."""
+        return TOOL_SPECS[self._check_tool(i)].macs_per_pixel * int(height) * int(width)
+
+    def save(self, path: str | os.PathLike, **config) -> None:
+        save_weights(self, path, WEIGHTS_KIND, config)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Toolbox":
+        toolbox = cls()
+        toolbox.config = load_weights(toolbox, path, WEIGHTS_KIND)
+        return toolbox.to(map_location)
+
+    def describe(self) -> str:
+        return "\n".join(s.describe() for s in self.specs)
+
+
+def shipped_weights_path() -> Path:
+    return Path(str(resources.files("toolchain_restore") / "weights" / SHIPPED_TOOLBOX))
+
+
+def load_toolbox(
+    path: str | os.PathLike | Toolbox | None = None, device: str | torch.device = "cpu"
+) -> Toolbox:
+    """The shipped pretrained toolbox (``path=None``), a toolbox file, or a Toolbox as is.
+
+    The returned toolbox is in eval mode.
+    """
+    if isinstance(path, Toolbox):
+        return path.to(device).eval()
+    if path is None:
+        path = shipped_weights_path()
+        if not path.is_file():
+            raise WeightsError(f"the shipped toolbox weights are missing from the install ({path})")
+    return Toolbox.load(path, map_location=device).eval()
