@@ -160,22 +160,25 @@ def jpeg_roundtrip(image_u8: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(decoded.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _to_float(image: np.ndarray) -> np.ndarray:
+def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be H x W x 3 (RGB), got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image is empty: shape {image.shape}")
-    if image.dtype == np.uint8:
-        return image.astype(np.float64) / 255.0
-    if np.issubdtype(image.dtype, np.floating):
-        if not np.isfinite(image).all():
-            raise ValueError("image holds NaN or infinite values")
-        if image.min() < 0.0 or image.max() > 1.0:
-            raise ValueError("a float image must lie in [0, 1]")
-        return image.astype(np.float64)
-    raise TypeError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
+    if image.dtype != np.uint8:
+        if not np.isfinite(image).all() or image.min() < 0.0 or image.max() > 1.0:
+            raise ValueError("a float image must hold finite values in [0, 1]")
+
+
+def _as_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 or float pixels (already checked) as float64 in [0, 1]."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float64) * (1.0 / 255.0)
+    return pixels.astype(np.float64)
 
 
 def _quantize(image: np.ndarray) -> np.ndarray:
@@ -211,6 +214,8 @@ def degrade(
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     explicit = (blur_std, noise_std, jpeg_quality)
     if all(v is not None for v in explicit):
+        if not (isinstance(jpeg_quality, (int, np.integer)) or float(jpeg_quality).is_integer()):
+            raise ValueError(f"jpeg_quality must be a whole number in 1..100 (101 = no JPEG), got {jpeg_quality}")
         params = DegradationParams(float(blur_std), float(noise_std), int(jpeg_quality))
     elif any(v is not None for v in explicit):
         raise ValueError("give all three of blur_std, noise_std and jpeg_quality, or none of them")
@@ -225,8 +230,8 @@ def degrade(
     if not 1 <= params.jpeg_quality <= 101:
         raise ValueError(f"jpeg_quality must be in 1..100 (101 = no JPEG), got {params.jpeg_quality}")
 
-    clean = _to_float(image)
-    height, width = clean.shape[:2]
+    _check_image(image)
+    height, width = image.shape[:2]
     if crop is None:
         crop = (0, 0, height, width)
     top, left, ch, cw = (int(v) for v in crop)
@@ -242,9 +247,9 @@ def degrade(
     if params.blur_std > 1e-8:
         rows = np.clip(np.arange(y0 - BLUR_RADIUS, y1 + BLUR_RADIUS), 0, height - 1)
         cols = np.clip(np.arange(x0 - BLUR_RADIUS, x1 + BLUR_RADIUS), 0, width - 1)
-        region = _blur_valid(clean[np.ix_(rows, cols)], params.blur_std)
+        region = _blur_valid(_as_float(image[np.ix_(rows, cols)]), params.blur_std)
     else:
-        region = clean[y0:y1, x0:x1]
+        region = _as_float(image[y0:y1, x0:x1])
     region = add_noise(region, params.noise_std, rng)
     region_u8 = _quantize(region)
     if params.jpeg_quality <= 100:

@@ -212,8 +212,15 @@ def image_set(data: str | os.PathLike | ImageSet | None, split: Split) -> ImageS
     if not root.is_dir():
         raise NotADirectoryError(f"data must be a folder of images, got the file {root}")
     for layout in (DIV2K_FOLDERS, {"train": "train", "test": "test"}):
-        sub = root / layout[split]
-        if (root / layout["train"]).is_dir() and sub.is_dir():
+        train_dir, test_dir = root / layout["train"], root / layout["test"]
+        if train_dir.is_dir() or test_dir.is_dir():
+            if not (train_dir.is_dir() and test_dir.is_dir()):
+                have, missing = (train_dir, test_dir) if train_dir.is_dir() else (test_dir, train_dir)
+                raise ValueError(
+                    f"{root}: found {have.name}/ but not {missing.name}/; give both, or a flat folder "
+                    f"(split by file name) so that no image is in both splits"
+                )
+            sub = root / layout[split]
             return ImageSet(_list_images(sub), str(sub))
     paths = _list_images(root)
     if not paths:

@@ -12,11 +12,13 @@ from torch import nn
 __all__ = ["SmallTool", "LargeTool", "ResidualBlock"]
 
 
-def _start_as_identity(last: nn.Conv2d) -> None:
-    # A residual tool whose last layer starts at zero begins as the identity, so early
-    # training improves on the input instead of first undoing random noise.
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+def _start_near_identity(last: nn.Conv2d) -> None:
+    # A residual tool starts close to the identity when its last layer is small. Not zero:
+    # with a zero last layer the first Adam steps move the inner layers on pure noise and
+    # can leave every ReLU dead (seen on the light noise and JPEG bands).
+    with torch.no_grad():
+        last.weight.mul_(0.1)
+        last.bias.zero_()
 
 
 class SmallTool(nn.Module):
@@ -31,7 +33,7 @@ class SmallTool(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(16, 3, 5, padding=2),
         )
-        _start_as_identity(self.body[-1])
+        _start_near_identity(self.body[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -60,7 +62,7 @@ class LargeTool(nn.Module):
         self.blocks = nn.Sequential(ResidualBlock(32), ResidualBlock(32))
         self.expand = nn.Conv2d(32, 64, 1)
         self.tail = nn.Conv2d(64, 3, 5, padding=2)
-        _start_as_identity(self.tail)
+        _start_near_identity(self.tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.reduce(torch.relu(self.head(x)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,11 +48,11 @@ class Toolbox(nn.Module):
 
     @staticmethod
     def _check_tool(i: int) -> int:
-        if isinstance(i, torch.Tensor):
+        if isinstance(i, torch.Tensor) and i.numel() == 1 and not i.is_floating_point():
             i = int(i.item())
-        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < NUM_TOOLS:
+        if not isinstance(i, numbers.Integral) or isinstance(i, (bool, np.bool_)) or not 0 <= i < NUM_TOOLS:
             raise ValueError(f"tool index must be an int in 0..{NUM_TOOLS - 1}, got {i!r}")
-        return i
+        return int(i)
 
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         self._check_input(x)

@@ -38,6 +38,8 @@ class ToolTrainingSettings:
     """Held-out patches per tool for the evaluation at the middle of its band."""
     init: str | None = None
     """Start from this toolbox file instead of random weights."""
+    init_seed: int = 0
+    """Seed of the initial weights (batches are seeded by the trainer's --seed)."""
 
 
 def tensor_of(patches: list[np.ndarray]) -> torch.Tensor:
@@ -81,7 +83,9 @@ class ToolTrainingTask:
         if bad or not settings.tools:
             raise ValueError(f"tools must be numbers in 1..{NUM_TOOLS}, got {settings.tools}")
         self.indices = sorted({t - 1 for t in settings.tools})
-        self.model = Toolbox.load(settings.init) if settings.init else Toolbox()
+        with torch.random.fork_rng():
+            torch.manual_seed(settings.init_seed)
+            self.model = Toolbox.load(settings.init) if settings.init else Toolbox()
         # Tools not being trained stay frozen, so the optimiser leaves them as they are.
         for i, tool in enumerate(self.model.tools):
             tool.requires_grad_(i in self.indices)

@@ -1,0 +1,179 @@
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+
+import toolchain_restore  # noqa: F401  (registers the env)
+from toolchain_restore.envs import ToolchainRestoreEnv
+from toolchain_restore.envs.episode import STOP
+
+
+@pytest.fixture(scope="module")
+def env():
+    return ToolchainRestoreEnv()
+
+
+def test_registered_on_import_and_by_module_path():
+    assert "ToolchainRestore-v0" in gym.registry
+    e = gym.make("toolchain_restore:ToolchainRestore-v0", level="mild")
+    assert isinstance(e.unwrapped, ToolchainRestoreEnv)
+    assert e.unwrapped.level == "mild"
+
+
+def test_gymnasium_checker_passes_without_warning():
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(gym.make("ToolchainRestore-v0", render_mode="rgb_array").unwrapped)
+
+
+def test_stable_baselines3_checker_passes_without_warning():
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(ToolchainRestoreEnv(), warn=True)
+
+
+def test_spaces(env):
+    obs, info = env.reset(seed=0)
+    assert env.action_space == gym.spaces.Discrete(13)
+    assert obs["image"].dtype == np.uint8 and obs["image"].shape == (3, 63, 63)
+    assert obs["previous_action"].shape == (12,) and not obs["previous_action"].any()
+    assert obs["step"] == 0
+    assert env.observation_space.contains(obs)
+    for key in ("psnr", "input_psnr", "toolchain", "blur_std", "noise_std", "jpeg_quality", "levels"):
+        assert key in info
+
+
+def independent_psnr(state: torch.Tensor, clean_u8: np.ndarray) -> float:
+    estimate = state[0].permute(1, 2, 0).double().numpy()
+    return peak_signal_noise_ratio(clean_u8.astype(np.float64) / 255.0, estimate, data_range=1.0)
+
+
+@pytest.mark.parametrize("chain", [[5, 0, 9], [7, 11, 2], [3, STOP]])
+def test_reward_is_psnr_change_recomputed_independently(chain):
+    env = ToolchainRestoreEnv(level="severe")
+    obs, info = env.reset(seed=11)
+    clean = env._patch.H
+    state = torch.from_numpy(env._patch.L.copy()).permute(2, 0, 1)[None].float() / 255.0
+    previous = independent_psnr(state, clean)
+    assert info["input_psnr"] == pytest.approx(previous, abs=1e-6)
+    for k, action in enumerate(chain):
+        obs, reward, terminated, truncated, info = env.step(action)
+        if action == STOP:
+            assert reward == 0.0 and terminated
+            break
+        with torch.no_grad():
+            state = env.toolbox.tools[action](state).clamp(0, 1)
+        now = independent_psnr(state, clean)
+        assert reward == pytest.approx(now - previous, abs=1e-6)
+        assert info["psnr"] == pytest.approx(now, abs=1e-6)
+        assert np.array_equal(obs["image"], np.round(state[0].numpy() * 255).astype(np.uint8))
+        assert obs["previous_action"][action] == 1.0 and obs["previous_action"].sum() == 1.0
+        assert obs["step"] == k + 1
+        assert isinstance(reward, float) and isinstance(terminated, bool) and truncated is False
+        previous = now
+    assert info["toolchain"] == [a for a in chain if a != STOP]
+
+
+def test_same_seed_same_episode():
+    a, b = ToolchainRestoreEnv(), ToolchainRestoreEnv()
+    oa, ia = a.reset(seed=123)
+    ob, ib = b.reset(seed=123)
+    assert np.array_equal(oa["image"], ob["image"]) and ia == ib
+    for action in (4, 9, 1):
+        ra, rb = a.step(action), b.step(action)
+        assert np.array_equal(ra[0]["image"], rb[0]["image"]) and ra[1:] == rb[1:]
+    oc, _ = b.reset(seed=124)
+    assert not np.array_equal(oa["image"], oc["image"])
+
+
+def test_episode_ends_after_max_steps():
+    env = ToolchainRestoreEnv(max_steps=2)
+    env.reset(seed=0)
+    assert env.step(0)[2] is False
+    assert env.step(0)[2] is True
+    with pytest.raises(RuntimeError, match="ended"):
+        env.step(0)
+
+
+@pytest.mark.parametrize("action", [13, -1, 1.5, "3", None, True, np.array([1, 2])])
+def test_invalid_actions_are_clear_errors(env, action):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(action)
+
+
+def test_numpy_integer_actions_are_accepted(env):
+    env.reset(seed=0)
+    env.step(np.int64(3))
+    env.step(np.array(4))
+
+
+def test_step_before_reset():
+    with pytest.raises(RuntimeError, match="reset"):
+        ToolchainRestoreEnv().step(0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"level": "hard"}, "level"),
+        ({"split": "valid"}, "split"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"patch_size": 4}, "patch_size"),
+        ({"render_mode": "human"}, "render_mode"),
+        ({"data": "/no/such/folder"}, "does not exist"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        ToolchainRestoreEnv(**kwargs)
+
+
+def test_render_rgb_array():
+    env = ToolchainRestoreEnv(render_mode="rgb_array")
+    env.reset(seed=1)
+    env.step(2)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert frame.shape[1] >= 3 * 63
+
+
+def test_training_rules_end_when_psnr_falls_below_input():
+    env = ToolchainRestoreEnv(training_rules=True, max_steps=3)
+    env.reset(seed=5)
+    for _ in range(50):
+        env.reset()
+        obs, reward, terminated, _, info = env.step(3)  # heavy deblurring usually hurts a noisy patch
+        if info["psnr"] < info["input_psnr"]:
+            assert terminated
+            return
+    pytest.fail("no episode fell below its input PSNR")
+
+
+def test_given_patch_through_options():
+    env = ToolchainRestoreEnv()
+    rng = np.random.default_rng(0)
+    H = rng.integers(0, 256, (63, 63, 3), dtype=np.uint8)
+    L = np.clip(H.astype(int) + rng.integers(-20, 21, H.shape), 0, 255).astype(np.uint8)
+    obs, info = env.reset(options={"L": L, "H": H})
+    assert np.array_equal(obs["image"], L.transpose(2, 0, 1))
+    with pytest.raises(ValueError, match="uint8 array of shape"):
+        env.reset(options={"L": L[:10], "H": H})
+
+
+def test_folder_data(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(tmp_path / f"{k}.png")
+    env = ToolchainRestoreEnv(data=str(tmp_path), split="test")
+    obs, info = env.reset(seed=0)
+    assert obs["image"].shape == (3, 63, 63)

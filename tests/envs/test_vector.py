@@ -1,0 +1,108 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import toolchain_restore  # noqa: F401
+from toolchain_restore.envs import ToolchainRestoreEnv, ToolchainRestoreVectorEnv
+
+
+def make_native(n, **kwargs):
+    return gym.make_vec("ToolchainRestore-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+
+
+def test_make_vec_gives_the_native_vector_env():
+    envs = make_native(3, level="severe")
+    assert isinstance(envs, gym.vector.VectorEnv)
+    assert isinstance(envs, ToolchainRestoreVectorEnv)
+    assert envs.num_envs == 3 and envs.level == "severe"
+    assert envs.single_action_space == gym.spaces.Discrete(13)
+    obs, info = envs.reset(seed=0)
+    assert envs.observation_space.contains(obs)
+    envs.close()
+
+
+def assert_same_observations(a, b):
+    assert np.array_equal(a["previous_action"], b["previous_action"])
+    assert np.array_equal(a["step"], b["step"])
+    # Batched and single convolutions sum in a different order: a pixel on a rounding
+    # boundary may land one level apart.
+    diff = np.abs(a["image"].astype(int) - b["image"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+@pytest.mark.parametrize("num_envs, level", [(5, "moderate"), (3, "mild")])
+def test_same_as_single_envs_given_the_same_seeds(num_envs, level):
+    native = make_native(num_envs, level=level)
+    sync = gym.vector.SyncVectorEnv([lambda: ToolchainRestoreEnv(level=level) for _ in range(num_envs)])
+    on, info_n = native.reset(seed=7)
+    os_, info_s = sync.reset(seed=7)
+    assert_same_observations(on, os_)
+    np.testing.assert_allclose(info_n["input_psnr"], info_s["input_psnr"], atol=1e-9)
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        actions = rng.integers(0, 13, num_envs)
+        on, rn, tn, un, info_n = native.step(actions)
+        os_, rs, ts, us, info_s = sync.step(actions)
+        assert_same_observations(on, os_)
+        np.testing.assert_allclose(rn, rs, atol=1e-4)
+        assert np.array_equal(tn, ts) and np.array_equal(un, us)
+        np.testing.assert_allclose(info_n["psnr"], info_s["psnr"], atol=1e-4)
+        np.testing.assert_allclose(info_n["noise_std"], info_s["noise_std"])
+    native.close()
+    sync.close()
+
+
+def test_seeded_runs_repeat_and_seed_lists():
+    runs = []
+    for _ in range(2):
+        envs = make_native(4)
+        obs, _ = envs.reset(seed=[1, 2, 3, 4])
+        out = [obs["image"]]
+        for a in ([0, 5, 12, 9], [12, 1, 2, 3], [4, 4, 4, 4]):
+            out.append(envs.step(np.array(a))[0]["image"])
+        runs.append(out)
+        envs.close()
+    for x, y in zip(*runs):
+        assert np.array_equal(x, y)
+
+
+def test_next_step_autoreset():
+    envs = make_native(2)
+    obs, _ = envs.reset(seed=0)
+    first = obs["image"][0].copy()
+    _, reward, terminated, _, _ = envs.step(np.array([12, 0]))
+    assert terminated.tolist() == [True, False] and reward[0] == 0.0
+    obs, reward, terminated, _, _ = envs.step(np.array([3, 0]))  # row 0 resets, its action is ignored
+    assert obs["step"].tolist() == [0, 2] and reward[0] == 0.0 and not terminated[0]
+    assert not np.array_equal(obs["image"][0], first)
+    _, _, terminated, _, _ = envs.step(np.array([0, 0]))
+    assert terminated.tolist() == [False, True]
+    envs.close()
+
+
+@pytest.mark.parametrize("actions", [[0, 13], [-1, 0], [0], [0.5, 1.0]])
+def test_invalid_actions(actions):
+    envs = make_native(2)
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="actions"):
+        envs.step(np.array(actions))
+    envs.close()
+
+
+def test_step_before_reset_and_bad_arguments():
+    envs = make_native(2)
+    with pytest.raises(RuntimeError, match="reset"):
+        envs.step(np.array([0, 0]))
+    with pytest.raises(ValueError, match="num_envs"):
+        ToolchainRestoreVectorEnv(num_envs=0)
+    with pytest.raises(ValueError, match="seeds"):
+        envs.reset(seed=[1, 2, 3])
+    envs.close()
+
+
+def test_render_gives_one_frame_per_env():
+    envs = make_native(2, render_mode="rgb_array")
+    envs.reset(seed=0)
+    frames = envs.render()
+    assert len(frames) == 2 and frames[0].dtype == np.uint8
+    envs.close()
