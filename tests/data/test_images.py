@@ -268,8 +268,8 @@ def test_image_set_cache_is_bounded(tmp_path):
     images = ImageSet(paths, "bounded", cache_bytes=3 * one)
     for i in list(range(10)) * 2:
         assert_rgb_uint8(images.get(i), (30, 30))
-        assert images._cached <= 3 * one
-        assert images._cached == sum(a.nbytes for a in images._cache.values())
+        assert images._cache.nbytes <= 3 * one
+        assert images._cache.nbytes == sum(a.nbytes for a in images._cache._items.values())
 
 
 def test_empty_folder_raises_value_error(tmp_path):
@@ -481,11 +481,11 @@ def test_sampler_memory_stays_bounded(tmp_path):
     names = set()
     for _ in range(120):
         names.add(sampler.sample(rng, no_noise_degrade).source.split("@")[0])
-        held = sum(a.nbytes for a in sampler._scaled.values())
-        assert held == sampler._cached
+        held = sum(a.nbytes for a in sampler._scaled._items.values())
+        assert held == sampler._scaled.nbytes
         assert held <= cache_bytes + biggest
-        held_images = sum(a.nbytes for a in images._cache.values())
-        assert held_images == images._cached
+        held_images = sum(a.nbytes for a in images._cache._items.values())
+        assert held_images == images._cache.nbytes
         assert held_images <= cache_bytes + biggest
     # It did cycle through many images, so the bound was actually exercised.
     assert len(names) > 10

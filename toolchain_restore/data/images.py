@@ -11,12 +11,13 @@ import hashlib
 import logging
 import os
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .cache import ImageCache
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -128,9 +129,7 @@ class ImageSet:
             raise ValueError(f"{name}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         self.paths = list(paths)
         self.name = name
-        self.cache_bytes = cache_bytes
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cached = 0
+        self._cache = ImageCache(cache_bytes)
         self.unreadable: set[int] = set()
 
     def __len__(self) -> int:
@@ -141,9 +140,9 @@ class ImageSet:
 
     def get(self, index: int) -> np.ndarray | None:
         """The decoded image, or None (after one warning) if the file is unreadable."""
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
         if index in self.unreadable:
             return None
         try:
@@ -154,11 +153,7 @@ class ImageSet:
                 raise ValueError(f"{self.name}: none of its {len(self.paths)} images is readable") from err
             warnings.warn(f"skipping unreadable image {err}", stacklevel=2)
             return None
-        self._cache[index] = image
-        self._cached += image.nbytes
-        while self._cached > self.cache_bytes and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cached -= old.nbytes
+        self._cache.put(index, image)
         return image
 
 

@@ -7,7 +7,6 @@ are cached (``cache_bytes``), and each patch is degraded from its own small regi
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..degrade import DegradationParams
+from .cache import ImageCache
 from .images import ImageSet
 
 __all__ = ["SCALES", "Patch", "PatchSampler", "DegradeFn"]
@@ -60,17 +60,15 @@ class PatchSampler:
         self.images = images
         self.patch_size = patch_size
         self.scales = scales
-        self.cache_bytes = cache_bytes
-        self._scaled: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self._cached = 0
+        self._scaled = ImageCache(cache_bytes)
         self._too_small: set[tuple[int, int]] = set()
 
     def scaled_image(self, index: int, scale_index: int) -> np.ndarray | None:
         """The image at one of the scales, or None if unreadable or smaller than a patch."""
         key = (index, scale_index)
-        if key in self._scaled:
-            self._scaled.move_to_end(key)
-            return self._scaled[key]
+        cached = self._scaled.get(key)
+        if cached is not None:
+            return cached
         if key in self._too_small:
             return None
         image = self.images.get(index)
@@ -80,11 +78,7 @@ class PatchSampler:
         if min(image.shape[:2]) < self.patch_size:
             self._too_small.add(key)
             return None
-        self._scaled[key] = image
-        self._cached += image.nbytes
-        while self._cached > self.cache_bytes and len(self._scaled) > 1:
-            _, old = self._scaled.popitem(last=False)
-            self._cached -= old.nbytes
+        self._scaled.put(key, image)
         return image
 
     def sample(self, rng: np.random.Generator, degrade_fn: DegradeFn, max_tries: int = 1000) -> Patch:

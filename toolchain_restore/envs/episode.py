@@ -22,6 +22,7 @@ __all__ = [
     "MAX_INPUT_PSNR",
     "observation_space",
     "check_arguments",
+    "configure",
     "make_sampler",
     "draw_patch",
     "shared_toolbox",
@@ -44,6 +45,33 @@ def observation_space(patch_size: int, max_steps: int) -> spaces.Dict:
             "step": spaces.Discrete(max_steps + 1),
         }
     )
+
+
+def configure(
+    env,
+    level: str,
+    data,
+    split: str,
+    toolbox,
+    max_steps: int,
+    patch_size: int,
+    training_rules: bool,
+    render_mode: str | None,
+    device: str,
+) -> None:
+    """Check the arguments shared by the single and the vector env and set them on ``env``."""
+    check_arguments(level, split, max_steps, patch_size, render_mode, env.metadata["render_modes"])
+    from ..training import resolve_device
+
+    env.level = level
+    env.split = split
+    env.max_steps = max_steps
+    env.patch_size = patch_size
+    env.training_rules = training_rules
+    env.render_mode = render_mode
+    env.device = resolve_device(device)
+    env.sampler = make_sampler(data, split, patch_size)
+    env.toolbox = shared_toolbox(toolbox, env.device)
 
 
 def check_arguments(level: str, split: str, max_steps: int, patch_size: int, render_mode: str | None, render_modes) -> None:

@@ -12,17 +12,14 @@ from gymnasium import spaces
 from ..data import Patch
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
-from ..training import resolve_device
 from .episode import (
     NUM_ACTIONS,
     STOP,
-    check_arguments,
+    configure,
     draw_patch,
-    make_sampler,
     observation_space,
     params_info,
     render_frame,
-    shared_toolbox,
     to_tensor,
     to_uint8,
 )
@@ -106,16 +103,7 @@ class ToolchainRestoreEnv(gym.Env):
         render_mode: str | None = None,
         device: str = "cpu",
     ) -> None:
-        check_arguments(level, split, max_steps, patch_size, render_mode, self.metadata["render_modes"])
-        self.level = level
-        self.split = split
-        self.max_steps = max_steps
-        self.patch_size = patch_size
-        self.training_rules = training_rules
-        self.render_mode = render_mode
-        self.device = resolve_device(device)
-        self.sampler = make_sampler(data, split, patch_size)
-        self.toolbox = shared_toolbox(toolbox, self.device)
+        configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device)
         self.observation_space = observation_space(patch_size, max_steps)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._patch: Patch | None = None

@@ -16,16 +16,13 @@ from gymnasium.vector.utils import batch_space
 from ..data import Patch
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
-from ..training import resolve_device
 from .episode import (
     NUM_ACTIONS,
     STOP,
-    check_arguments,
+    configure,
     draw_patch,
-    make_sampler,
     observation_space,
     render_frame,
-    shared_toolbox,
     to_tensor,
     to_uint8,
 )
@@ -67,16 +64,8 @@ class ToolchainRestoreVectorEnv(VectorEnv):
     ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        check_arguments(level, split, max_steps, patch_size, render_mode, self.metadata["render_modes"])
         self.num_envs = num_envs
-        self.level = level
-        self.max_steps = max_steps
-        self.patch_size = patch_size
-        self.training_rules = training_rules
-        self.render_mode = render_mode
-        self.device = resolve_device(device)
-        self.sampler = make_sampler(data, split, patch_size)
-        self.toolbox = shared_toolbox(toolbox, self.device)
+        configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device)
 
         self.single_observation_space = observation_space(patch_size, max_steps)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
