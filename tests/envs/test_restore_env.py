@@ -73,7 +73,10 @@ def test_reward_is_psnr_change_recomputed_independently(chain):
         now = independent_psnr(state, clean)
         assert reward == pytest.approx(now - previous, abs=1e-6)
         assert info["psnr"] == pytest.approx(now, abs=1e-6)
-        assert np.array_equal(obs["image"], np.round(state[0].numpy() * 255).astype(np.uint8))
+        # The observation is the rounded float state; a pixel on a rounding boundary may
+        # land one level apart when convolution sums in another order.
+        diff = np.abs(obs["image"].astype(int) - np.round(state[0].numpy() * 255).astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
         assert obs["previous_action"][action] == 1.0 and obs["previous_action"].sum() == 1.0
         assert obs["step"] == k + 1
         assert isinstance(reward, float) and isinstance(terminated, bool) and truncated is False

@@ -1,0 +1,12 @@
+from benchmarks.env_throughput import main
+
+
+def test_env_throughput_benchmark_runs_and_reports(capsys):
+    main(["--num-envs", "2", "--seconds", "0.2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| 2 |")]
+    assert row, out
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    native, sync, ratio, outside = float(cells[1]), float(cells[2]), float(cells[3].rstrip("x")), float(cells[4].rstrip("%"))
+    assert native > 0 and sync > 0 and 0 <= outside <= 100
+    assert abs(ratio - native / sync) < 0.05 * ratio + 0.01
