@@ -56,7 +56,8 @@ class Toolbox(nn.Module):
 
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         self._check_input(x)
-        return self.tools[self._check_tool(i)](x)
+        # Channels-last (NHWC) convolutions run about a third faster with oneDNN and cuDNN.
+        return self.tools[self._check_tool(i)](x.contiguous(memory_format=torch.channels_last))
 
     def apply(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Apply tool ``actions[n]`` to row ``n``; rows whose action is outside 0..11 pass unchanged."""
@@ -68,7 +69,7 @@ class Toolbox(nn.Module):
         for i in torch.unique(actions).tolist():
             if 0 <= i < NUM_TOOLS:
                 rows = (actions == i).nonzero(as_tuple=True)[0]
-                out[rows] = self.tools[i](x[rows])
+                out[rows] = self.tools[i](x[rows].contiguous(memory_format=torch.channels_last))
         return out
 
     def macs(self, i: int, height: int, width: int) -> int:
@@ -100,9 +101,11 @@ def load_toolbox(
     The returned toolbox is in eval mode.
     """
     if isinstance(path, Toolbox):
-        return path.to(device).eval()
-    if path is None:
-        path = shipped_weights_path()
-        if not path.is_file():
-            raise WeightsError(f"the shipped toolbox weights are missing from the install ({path})")
-    return Toolbox.load(path, map_location=device).eval()
+        toolbox = path
+    else:
+        if path is None:
+            path = shipped_weights_path()
+            if not path.is_file():
+                raise WeightsError(f"the shipped toolbox weights are missing from the install ({path})")
+        toolbox = Toolbox.load(path)
+    return toolbox.to(device, memory_format=torch.channels_last).eval()
