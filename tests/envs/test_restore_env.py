@@ -180,3 +180,12 @@ def test_folder_data(tmp_path):
     env = ToolchainRestoreEnv(data=str(tmp_path), split="test")
     obs, info = env.reset(seed=0)
     assert obs["image"].shape == (3, 63, 63)
+
+
+def test_stable_baselines3_trains_on_it():
+    from stable_baselines3 import PPO
+
+    model = PPO("MultiInputPolicy", ToolchainRestoreEnv(), n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=16)
+    action, _ = model.predict(ToolchainRestoreEnv().reset(seed=0)[0], deterministic=True)
+    assert 0 <= int(action) < 13
