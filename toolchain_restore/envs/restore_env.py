@@ -10,6 +10,7 @@ import torch
 from gymnasium import spaces
 
 from ..data import Patch
+from ..degrade import DegradationParams
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
 from .episode import (
@@ -144,8 +145,6 @@ class ToolchainRestoreEnv(gym.Env):
         return self._observation(), self._info()
 
     def _given_patch(self, options: dict[str, Any]) -> Patch:
-        from ..degrade import DegradationParams
-
         L, H = options.get("L"), options.get("H")
         expected = (self.patch_size, self.patch_size, 3)
         for name, x in (("L", L), ("H", H)):

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..serialization import atomic_write
 
-__all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown"]
+__all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown", "step_rng"]
 
 
 @dataclass
@@ -217,14 +217,14 @@ class Trainer:
         out_dir = Path(s.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
 
-        torch.manual_seed(s.seed)  # same initial weights on every rank
+        # The task built (and seeded) the model; DDP copies rank 0's weights to the others.
+        # The torch RNG serves only the loop; a resumed run takes it from the checkpoint.
+        torch.manual_seed(s.seed + 1000 * dist.rank)
         model = task.model.to(device)
         optimizer = self._make_optimizer(model)
         start = 0
         if s.resume and self.checkpoint_path.is_file():
             start = self._load_checkpoint(model, optimizer, device)
-        if not (s.resume and start):
-            torch.manual_seed(s.seed + 1000 * dist.rank)
         train_model: nn.Module = model
         if dist.active:
             from torch.nn.parallel import DistributedDataParallel
