@@ -114,7 +114,7 @@ def test_torchrun_two_cpu_processes_on_gloo(tmp_path):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "toolchain_restore.cli", "train-tools", "--tools", "5", "--iterations", "3", "--batch-size", "2",
+        "-m", "toolchain_restore.cli", "train-tools", "--tools", "5", "9", "--iterations", "3", "--batch-size", "2",
         "--patch-size", "24", "--eval-patches", "4", "--eval-every", "3", "--checkpoint-every", "3",
         "--device", "cpu", "--progress", "false", "--out-dir", str(out),
     ]

@@ -145,8 +145,11 @@ class Trainer:
     """Runs a :class:`TrainingTask` under :class:`TrainerSettings`.
 
     Started by ``torchrun --nproc_per_node N``, it trains data-parallel (gloo on CPU,
-    NCCL on GPU): each process makes its own batches (``rank`` differs) and gradients
-    are averaged; rank 0 writes checkpoints and TensorBoard.
+    NCCL on GPU): each process makes its own batches (``rank`` differs), gradients are
+    averaged across processes after every backward pass, and rank 0 writes checkpoints
+    and TensorBoard. Averaging explicitly, rather than through DistributedDataParallel,
+    lets a task call its model any number of times per step (one call per tool, a chain
+    of tools, a generator and a discriminator).
     """
 
     settings: TrainerSettings
@@ -225,11 +228,8 @@ class Trainer:
         start = 0
         if s.resume and self.checkpoint_path.is_file():
             start = self._load_checkpoint(model, optimizer, device)
-        train_model: nn.Module = model
         if dist.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            _broadcast_parameters(model)
 
         writer = None
         if is_main:
@@ -263,11 +263,13 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 model.train()
-                loss, logs = task.loss(train_model, batch, device)
+                loss, logs = task.loss(model, batch, device)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if dist.active:
+                    _average_gradients(model, dist.world_size)
                 if s.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
                 optimizer.step()
@@ -299,6 +301,8 @@ class Trainer:
                     if dist.active:
                         torch.distributed.barrier()
             bar.close()
+            if dist.active:
+                _check_in_sync(model)
             if is_main and start >= s.iterations:
                 model.eval()
                 with torch.no_grad():
@@ -310,6 +314,50 @@ class Trainer:
         if is_main:
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
+
+
+def _trainable(model: nn.Module) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _broadcast_parameters(model: nn.Module) -> None:
+    """Start every process from rank 0's weights."""
+    import torch.distributed as tdist
+
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tdist.broadcast(tensor, src=0)
+
+
+def _average_gradients(model: nn.Module, world_size: int) -> None:
+    """Average the gradients of all trainable parameters over the processes, in one message."""
+    import torch.distributed as tdist
+
+    params = _trainable(model)
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    tdist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
+def _check_in_sync(model: nn.Module) -> None:
+    """Fail loudly if the processes' weights drifted apart."""
+    import torch.distributed as tdist
+
+    with torch.no_grad():
+        total = torch.stack([p.double().sum() for p in _trainable(model)]).sum().reshape(1)
+        low, high = total.clone(), total.clone()
+        tdist.all_reduce(low, op=tdist.ReduceOp.MIN)
+        tdist.all_reduce(high, op=tdist.ReduceOp.MAX)
+    if not torch.allclose(low, high, rtol=1e-9, atol=1e-9):
+        raise RuntimeError(f"data-parallel processes ended with different weights ({low.item()} vs {high.item()})")
 
 
 def step_rng(seed: int, step: int, rank: int = 0, stream: int = 0) -> np.random.Generator:
