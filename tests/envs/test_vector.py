@@ -30,10 +30,13 @@ def assert_same_observations(a, b):
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
-@pytest.mark.parametrize("num_envs, level", [(5, "moderate"), (3, "mild")])
-def test_same_as_single_envs_given_the_same_seeds(num_envs, level):
-    native = make_native(num_envs, level=level)
-    sync = gym.vector.SyncVectorEnv([lambda: ToolchainRestoreEnv(level=level) for _ in range(num_envs)])
+@pytest.mark.parametrize(
+    "num_envs, kwargs",
+    [(5, {}), (3, {"level": "mild"}), (4, {"level": "severe", "training_rules": True, "split": "test", "max_steps": 2})],
+)
+def test_same_as_single_envs_given_the_same_seeds(num_envs, kwargs):
+    native = make_native(num_envs, **kwargs)
+    sync = gym.vector.SyncVectorEnv([lambda: ToolchainRestoreEnv(**kwargs) for _ in range(num_envs)])
     on, info_n = native.reset(seed=7)
     os_, info_s = sync.reset(seed=7)
     assert_same_observations(on, os_)
