@@ -124,3 +124,41 @@ def test_torchrun_two_cpu_processes_on_gloo(tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
     assert (out / "toolbox.safetensors").is_file()
     assert "psnr_gain/tool05" in done.stdout
+
+
+def cli_train(out_dir, iterations=40):
+    return [
+        sys.executable, "-m", "toolchain_restore.cli", "train-tools", "--tools", "6", "--iterations", str(iterations),
+        "--batch-size", "2", "--patch-size", "24", "--eval-patches", "4", "--eval-every", "100", "--checkpoint-every", "2",
+        "--device", "cpu", "--progress", "false", "--prefetch", "1", "--out-dir", str(out_dir),
+    ]
+
+
+@pytest.mark.slow
+def test_killed_command_resumes_to_the_same_toolbox(tmp_path):
+    import signal
+    import time
+
+    from toolchain_restore.tools import Toolbox
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cli_train(tmp_path / "straight"), check=True, env=env, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(cli_train(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["step"] >= 4:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    reached = torch.load(checkpoint, weights_only=True)["step"]
+    assert 4 <= reached < 40, "the run was not killed half-way"
+    assert not (killed / "toolbox.safetensors").exists()
+
+    subprocess.run(cli_train(killed), check=True, env=env, capture_output=True, timeout=300)
+    a = Toolbox.load(tmp_path / "straight" / "toolbox.safetensors").state_dict()
+    b = Toolbox.load(killed / "toolbox.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
