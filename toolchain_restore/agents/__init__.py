@@ -1,5 +1,7 @@
-"""Policies that choose toolchains: oracles now; the recurrent DQN agent and baselines to come."""
+"""Policies that choose toolchains: the recurrent Q-network of RL-Restore and the oracles."""
 
+from .network import RecurrentQNetwork
 from .oracle import GreedyResult, greedy_toolchain
+from .policy import RecurrentQPolicy
 
-__all__ = ["GreedyResult", "greedy_toolchain"]
+__all__ = ["GreedyResult", "greedy_toolchain", "RecurrentQNetwork", "RecurrentQPolicy"]

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from toolchain_restore.agents import RecurrentQNetwork, RecurrentQPolicy
+from toolchain_restore.agents.network import SamePadConv2d
+from toolchain_restore.envs import ToolchainRestoreEnv
+from toolchain_restore.serialization import WeightsError, save_weights
+
+
+def test_reference_architecture():
+    net = RecurrentQNetwork()
+    # TensorFlow's LSTM has one bias per gate, PyTorch's two: 87,863 + 200.
+    assert sum(p.numel() for p in net.parameters()) == 88_063
+    assert [m.out_channels for m in net.convs if isinstance(m, torch.nn.Conv2d)] == [32, 24, 24, 24]
+    assert [m.kernel_size for m in net.convs if isinstance(m, torch.nn.Conv2d)] == [(9, 9), (5, 5), (5, 5), (5, 5)]
+    assert net.fc.in_features == 4 * 4 * 24 and net.fc.out_features == 32
+    assert net.lstm.input_size == 32 + 12 and net.lstm.hidden_size == 50
+    assert net.head.out_features == 13
+    assert abs(net.macs_per_step() - 14.1e6) < 0.1e6
+
+
+@pytest.mark.parametrize("size, out", [(63, 32), (32, 16), (8, 4), (5, 3)])
+def test_same_padding_halves_with_ceiling(size, out):
+    conv = SamePadConv2d(3, 4, 5, stride=2)
+    assert conv(torch.zeros(1, 3, size, size)).shape[-2:] == (out, out)
+
+
+def test_sequence_equals_step_by_step():
+    torch.manual_seed(0)
+    net = RecurrentQNetwork()
+    images = torch.randint(0, 256, (3, 4, 3, 63, 63), dtype=torch.uint8)
+    previous = torch.zeros(3, 4, 12)
+    previous[1:, :, 5] = 1
+    whole, _ = net(images, previous)
+    state = None
+    for t in range(3):
+        values, state = net(images[t], previous[t], state)
+        torch.testing.assert_close(values, whole[t])
+
+
+def test_bad_shapes():
+    net = RecurrentQNetwork()
+    with pytest.raises(ValueError, match="previous_action"):
+        net(torch.zeros(2, 3, 63, 63), torch.zeros(2, 13))
+    with pytest.raises(ValueError, match="image"):
+        net(torch.zeros(2, 1, 63, 63), torch.zeros(2, 12))
+
+
+def test_predict_protocol_and_episode_start():
+    policy = RecurrentQPolicy(seed=0)
+    env = ToolchainRestoreEnv()
+    obs, _ = env.reset(seed=0)
+    action, state = policy.predict(obs, deterministic=True)
+    assert 0 <= int(action) < 13 and state[0].shape == (1, 1, 50)
+    batched = {k: np.stack([np.asarray(v)] * 3) for k, v in obs.items()}
+    actions, state = policy.predict(batched, deterministic=True)
+    assert actions.shape == (3,) and (actions == action).all()
+    _, after = policy.predict(batched, state=state, deterministic=True)
+    _, restarted = policy.predict(batched, state=state, episode_start=np.array([True, False, False]), deterministic=True)
+    np.testing.assert_allclose(restarted[0][:, 0], policy.predict(batched, deterministic=True)[1][0][:, 0], atol=1e-6)
+    np.testing.assert_allclose(restarted[0][:, 1:], after[0][:, 1:], atol=1e-6)
+    with pytest.raises(ValueError, match="observation"):
+        policy.predict({"image": np.zeros((3, 10, 10), np.uint8), "previous_action": np.zeros(12)})
+
+
+def test_epsilon_explores_only_when_not_deterministic():
+    policy = RecurrentQPolicy(epsilon=1.0, seed=0)
+    obs = {"image": np.zeros((64, 3, 63, 63), np.uint8), "previous_action": np.zeros((64, 12), np.float32)}
+    greedy, _ = policy.predict(obs, deterministic=True)
+    assert len(set(greedy.tolist())) == 1
+    explored, _ = policy.predict(obs, deterministic=False)
+    assert len(set(explored.tolist())) > 5
+
+
+def test_evaluate_policy_of_stable_baselines3_runs_it():
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    policy = RecurrentQPolicy(seed=0)
+    env = Monitor(ToolchainRestoreEnv(level="moderate"))
+    mean, std = evaluate_policy(policy, env, n_eval_episodes=4, deterministic=True)
+    assert np.isfinite(mean) and np.isfinite(std)
+
+
+def test_save_and_load(tmp_path):
+    policy = RecurrentQPolicy(epsilon=0.05, seed=0)
+    policy.save(tmp_path / "agent.safetensors")
+    loaded = RecurrentQPolicy.load(tmp_path / "agent.safetensors")
+    assert loaded.epsilon == 0.05
+    for a, b in zip(policy.network.state_dict().values(), loaded.network.state_dict().values()):
+        assert torch.equal(a, b)
+    save_weights(torch.nn.Linear(2, 2), tmp_path / "other.safetensors", "something.else")
+    with pytest.raises(WeightsError, match="expected 'toolchain_restore.RecurrentQPolicy'"):
+        RecurrentQPolicy.load(tmp_path / "other.safetensors")

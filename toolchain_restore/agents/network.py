@@ -1,0 +1,108 @@
+"""The RL-Restore agent's network: a small CNN on the patch, the previous action, an LSTM,
+and one value per action."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..envs.episode import NUM_ACTIONS
+from ..tools import NUM_TOOLS
+
+__all__ = ["SamePadConv2d", "RecurrentQNetwork", "LSTMState"]
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+"""(h, c), each 1 x N x hidden."""
+
+
+class SamePadConv2d(nn.Conv2d):
+    """A strided convolution with TensorFlow's "same" padding (output = ceil(input / stride)),
+    the extra row and column going to the bottom and right as in the official agent."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            out = -(-size // s)
+            total = max((out - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+class RecurrentQNetwork(nn.Module):
+    """Q-network of RL-Restore (about 88k parameters).
+
+    Features: conv 9x9 (32, stride 2), conv 5x5 (24, s2) x 3, ReLU, "same" padding, a 63x63
+    patch becomes 4x4x24 = 384 values -> fc 32, ReLU. The previous tool's one-hot (12) joins
+    them -> LSTM with 50 units -> linear -> 13 action values (tools 1..12, stop).
+    """
+
+    def __init__(self, patch_size: int = 63, hidden: int = 50, features: int = 32) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.hidden = hidden
+        self.convs = nn.Sequential(
+            SamePadConv2d(3, 32, 9, stride=2),
+            nn.ReLU(inplace=True),
+            SamePadConv2d(32, 24, 5, stride=2),
+            nn.ReLU(inplace=True),
+            SamePadConv2d(24, 24, 5, stride=2),
+            nn.ReLU(inplace=True),
+            SamePadConv2d(24, 24, 5, stride=2),
+            nn.ReLU(inplace=True),
+        )
+        side = patch_size
+        for _ in range(4):
+            side = -(-side // 2)
+        self.fc = nn.Linear(24 * side * side, features)
+        self.lstm = nn.LSTM(features + NUM_TOOLS, hidden)
+        self.head = nn.Linear(hidden, NUM_ACTIONS)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> LSTMState:
+        zeros = torch.zeros(1, batch, self.hidden, device=device)
+        return zeros, zeros.clone()
+
+    def forward(
+        self, image: torch.Tensor, previous_action: torch.Tensor, state: LSTMState | None = None
+    ) -> tuple[torch.Tensor, LSTMState]:
+        """Action values for a sequence.
+
+        Args:
+            image: T x N x 3 x H x W (uint8 or float in [0, 1]), or N x 3 x H x W for one step.
+            previous_action: T x N x 12 (or N x 12) one-hot of the previous tool.
+            state: the LSTM state before the first step (zeros if None).
+
+        Returns:
+            T x N x 13 action values (N x 13 for one step) and the state after the last step.
+        """
+        single = image.ndim == 4
+        if single:
+            image, previous_action = image[None], previous_action[None]
+        if image.ndim != 5 or image.shape[2] != 3:
+            raise ValueError(f"image must be (T x) N x 3 x H x W, got shape {tuple(image.shape)}")
+        steps, batch = image.shape[:2]
+        if previous_action.shape != (steps, batch, NUM_TOOLS):
+            raise ValueError(
+                f"previous_action must be (T x) N x {NUM_TOOLS} for images of shape {tuple(image.shape)}, "
+                f"got {tuple(previous_action.shape)}"
+            )
+        x = image.flatten(0, 1)
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        features = torch.relu(self.fc(self.convs(x).flatten(1))).view(steps, batch, -1)
+        if state is None:
+            state = self.initial_state(batch, image.device)
+        out, state = self.lstm(torch.cat([features, previous_action.float()], dim=-1), state)
+        values = self.head(out)
+        return (values[0] if single else values), state
+
+    def macs_per_step(self) -> int:
+        """Multiply-adds of one decision on one patch (convolutions, fc, LSTM, head)."""
+        total, side = 0, self.patch_size
+        for conv in self.convs:
+            if isinstance(conv, nn.Conv2d):
+                side = -(-side // conv.stride[0])
+                total += side * side * conv.out_channels * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        total += self.fc.in_features * self.fc.out_features
+        total += 4 * self.hidden * (self.lstm.input_size + self.hidden)
+        total += self.head.in_features * self.head.out_features
+        return total

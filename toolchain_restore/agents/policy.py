@@ -1,0 +1,100 @@
+"""A recurrent Q-network as a policy with Stable-Baselines3's predictor protocol."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..envs.episode import NUM_ACTIONS
+from ..serialization import load_weights, save_weights
+from .network import RecurrentQNetwork
+
+__all__ = ["RecurrentQPolicy", "POLICY_KIND"]
+
+POLICY_KIND = "toolchain_restore.RecurrentQPolicy"
+
+
+class RecurrentQPolicy:
+    """Chooses tools with a :class:`RecurrentQNetwork`, one step at a time.
+
+    ``predict(observation, state=None, episode_start=None, deterministic=False)`` returns
+    ``(actions, state)`` as Stable-Baselines3's policies do, so
+    ``stable_baselines3.common.evaluation.evaluate_policy`` runs it unchanged. The state is
+    the LSTM's ``(h, c)``, each a numpy array of shape (1, n_envs, hidden); rows whose
+    ``episode_start`` is true start again from zeros. Deterministic prediction takes the
+    best action; otherwise a random action is taken with probability ``epsilon``.
+    """
+
+    def __init__(self, network: RecurrentQNetwork | None = None, epsilon: float = 0.1, device: str | torch.device = "cpu", seed: int | None = None) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.network = (network or RecurrentQNetwork()).to(device)
+        self.epsilon = epsilon
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+
+    def _batched(self, observation: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        if not isinstance(observation, dict) or "image" not in observation or "previous_action" not in observation:
+            raise ValueError("observation must be a dict with 'image' and 'previous_action' (ToolchainRestore-v0's)")
+        image = np.asarray(observation["image"])
+        previous = np.asarray(observation["previous_action"], dtype=np.float32)
+        single = image.ndim == 3
+        if single:
+            image, previous = image[None], previous[None]
+        size = self.network.patch_size
+        if image.ndim != 4 or image.shape[1:] != (3, size, size):
+            raise ValueError(f"observation['image'] must be (N x) 3 x {size} x {size}, got {image.shape}")
+        return (
+            torch.as_tensor(image, device=self.device),
+            torch.as_tensor(previous, device=self.device),
+            single,
+        )
+
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: dict[str, Any],
+        state: tuple[np.ndarray, np.ndarray] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        image, previous, single = self._batched(observation)
+        batch = image.shape[0]
+        if state is None:
+            h, c = self.network.initial_state(batch, self.device)
+        else:
+            h, c = (torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device).clone() for s in state)
+            if h.shape != (1, batch, self.network.hidden):
+                raise ValueError(f"state must be two arrays of shape (1, {batch}, {self.network.hidden}), got {tuple(h.shape)}")
+        if episode_start is not None:
+            fresh = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(batch), device=self.device)
+            h[:, fresh] = 0.0
+            c[:, fresh] = 0.0
+        self.network.eval()
+        values, (h, c) = self.network(image, previous, (h, c))
+        actions = values.argmax(dim=-1).cpu().numpy()
+        if not deterministic and self.epsilon > 0:
+            explore = self.rng.random(batch) < self.epsilon
+            actions[explore] = self.rng.integers(0, NUM_ACTIONS, int(explore.sum()))
+        new_state = (h.cpu().numpy(), c.cpu().numpy())
+        return (actions[0] if single else actions), new_state
+
+    def save(self, path: str | os.PathLike) -> None:
+        net = self.network
+        save_weights(net, path, POLICY_KIND, {"patch_size": net.patch_size, "hidden": net.hidden,
+                                               "features": net.fc.out_features, "epsilon": self.epsilon})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RecurrentQPolicy":
+        from ..serialization import read_metadata
+
+        _, config = read_metadata(path)
+        network = RecurrentQNetwork(
+            patch_size=int(config.get("patch_size", 63)), hidden=int(config.get("hidden", 50)),
+            features=int(config.get("features", 32)),
+        )
+        config = load_weights(network, path, POLICY_KIND)
+        return cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device)
