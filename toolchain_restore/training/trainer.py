@@ -220,8 +220,10 @@ class Trainer:
         out_dir = Path(s.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
 
-        # The task built (and seeded) the model; DDP copies rank 0's weights to the others.
-        # The torch RNG serves only the loop; a resumed run takes it from the checkpoint.
+        # The task built (and seeded) the model; under torchrun every process then takes rank
+        # 0's weights. The torch RNG serves only the loop; a resumed run takes rank 0's from
+        # the checkpoint (tasks that draw from it on several ranks resume statistically, not
+        # bit for bit; batches come from step_rng and always resume exactly).
         torch.manual_seed(s.seed + 1000 * dist.rank)
         model = task.model.to(device)
         optimizer = self._make_optimizer(model)
