@@ -29,6 +29,18 @@ def _evaluate_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_agent(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .agents.dqn import DQNSettings, preset, train
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DQNSettings) if hasattr(args, f.name)}
+    settings = preset(args.preset, **given)
+    train(settings, progress=args.progress)
+    print(f"wrote {settings.out_dir}/agent.safetensors (TensorBoard logs beside it)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, run_demo
 
@@ -37,6 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .agents.dqn import DQNSettings
     from .demo import DemoSettings
     from .tools.training import ToolTrainingSettings
     from .training import TrainerSettings
@@ -53,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_arguments(p, TrainerSettings)
     p.add_argument("--output", default=None, help="where to write the toolbox (default: OUT_DIR/toolbox.safetensors)")
     p.set_defaults(func=_train_tools, out_dir="runs/tools")
+
+    p = sub.add_parser("train-agent", help="train the recurrent DQN agent on the native vector env")
+    p.add_argument("--preset", choices=["cpu", "official"], default="cpu",
+                   help="cpu: a budget for the embedded default on a 2-core CPU; official: the official code's settings")
+    p.add_argument("--progress", type=lambda v: v.lower() in ("1", "true", "yes", "on"), default=True, help="show a progress bar")
+    add_settings_arguments(p, DQNSettings, only_given=True)
+    p.set_defaults(func=_train_agent)
 
     p = sub.add_parser("evaluate-tools", help="PSNR gain of every tool on every tool's band (held-out patches)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")

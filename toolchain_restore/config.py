@@ -44,8 +44,12 @@ def _parser_for(tp: Any):
     return str
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add ``--field-name`` for every field of the settings dataclass ``cls``."""
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", only_given: bool = False) -> None:
+    """Add ``--field-name`` for every field of the settings dataclass ``cls``.
+
+    With ``only_given``, flags the user did not pass are left out of the parsed namespace
+    (so a preset can supply them).
+    """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None)
@@ -53,7 +57,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: s
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         flag = "--" + prefix + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + f.name, "default": default}
+        kwargs: dict[str, Any] = {
+            "dest": prefix.replace("-", "_") + f.name,
+            "default": argparse.SUPPRESS if only_given else default,
+        }
         help_text = docs.get(f.name, "")
         if typing.get_origin(tp) is list:
             kwargs.update(nargs="+", type=_parser_for(typing.get_args(tp)[0]))

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from toolchain_restore.agents.dqn import CPU_PRESET, DQNSettings, evaluate_agent, preset, train
+from toolchain_restore.agents.policy import RecurrentQPolicy
+from toolchain_restore.agents.replay import Episode, EpisodeReplay
+
+
+def episode(actions, size=8):
+    t = len(actions)
+    return Episode(np.full((t + 1, 3, size, size), t, np.uint8), np.array(actions), np.arange(t, dtype=np.float32))
+
+
+def test_replay_keeps_the_newest_steps_within_capacity():
+    replay = EpisodeReplay(capacity=5)
+    for actions in ([0, 1, 2], [12], [3, 12], [4, 5]):
+        replay.add(episode(actions))
+    assert replay.steps == 5 and [e.length for e in replay.episodes] == [1, 2, 2]
+    with pytest.raises(ValueError, match="T >= 1"):
+        replay.add(Episode(np.zeros((1, 3, 8, 8), np.uint8), np.array([], dtype=np.int64), np.array([], np.float32)))
+
+
+def test_replay_batch_is_padded_time_first_with_previous_actions():
+    replay = EpisodeReplay(capacity=100)
+    replay.add(episode([5, 0, 12]))
+    replay.add(episode([7]))
+    batch = replay.sample(8, np.random.default_rng(0))
+    assert batch.images.shape == (4, 8, 3, 8, 8) and batch.actions.shape == (3, 8)
+    for b in range(8):
+        length = int(batch.mask[:, b].sum())
+        assert batch.done[length - 1, b] == 1 and batch.done[:, b].sum() == 1
+        if length == 3:
+            assert batch.previous[0, b].sum() == 0 and batch.previous[1, b, 5] == 1 and batch.previous[2, b, 0] == 1
+            assert batch.previous[3, b].sum() == 0  # stop has no slot
+        else:
+            assert batch.previous[1, b, 7] == 1 and batch.mask[1:, b].sum() == 0
+
+
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_tiny_training_run(tmp_path, double_dqn):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = DQNSettings(num_envs=4, total_steps=120, replay_steps=200, learning_starts=40, target_sync_every=40,
+                           epsilon_decay_steps=80, eval_every=120, eval_patches=4, double_dqn=double_dqn,
+                           device="cpu", out_dir=str(tmp_path))
+    policy = train(settings, progress=False)
+    assert isinstance(policy, RecurrentQPolicy)
+    loaded = RecurrentQPolicy.load(tmp_path / "agent.safetensors")
+    for a, b in zip(policy.network.state_dict().values(), loaded.network.state_dict().values()):
+        assert torch.equal(a, b)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"eval/moderate/psnr", "eval/severe/gain", "charts/episodic_return", "charts/epsilon"} <= tags
+
+
+def test_evaluation_is_repeatable():
+    policy = RecurrentQPolicy(seed=0)
+    a = evaluate_agent(policy, "moderate", 6)
+    b = evaluate_agent(policy, "moderate", 6)
+    assert a == b and 0 <= a["chain_length"] <= 3
+    assert abs(sum(v for k, v in a.items() if k.startswith("tool_usage")) - (1.0 if a["chain_length"] else 0.0)) < 1e-9
+
+
+def test_presets():
+    assert preset("official") == DQNSettings()
+    cpu = preset("cpu", seed=3)
+    assert cpu.total_steps == CPU_PRESET["total_steps"] and cpu.seed == 3
+    with pytest.raises(ValueError, match="preset"):
+        preset("huge")
+
+
+def test_train_agent_command(tmp_path):
+    from toolchain_restore.cli import main
+
+    code = main(["train-agent", "--preset", "cpu", "--num-envs", "4", "--total-steps", "60", "--learning-starts", "20",
+                 "--eval-every", "60", "--eval-patches", "4", "--device", "cpu", "--progress", "false",
+                 "--out-dir", str(tmp_path)])
+    assert code == 0 and (tmp_path / "agent.safetensors").is_file()
+    import json
+
+    written = json.loads((tmp_path / "settings.json").read_text())
+    assert written["total_steps"] == 60 and written["replay_steps"] == 30_000  # preset value kept

@@ -1,0 +1,270 @@
+"""Recurrent deep Q-learning of RL-Restore, on the native batched environment.
+
+Read top to bottom: settings, evaluation, then ``train`` holds the whole algorithm.
+Experience is collected from ``ToolchainRestoreVectorEnv`` (each tool runs once per step
+on all envs that chose it); whole episodes go to the replay memory because the LSTM needs
+the full chain; a batch of episodes is replayed from a zero LSTM state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..envs import ToolchainRestoreVectorEnv
+from ..envs.episode import NUM_ACTIONS, STOP
+from ..tools import NUM_TOOLS
+from ..training import resolve_device, settings_markdown
+from .network import RecurrentQNetwork
+from .policy import RecurrentQPolicy
+from .replay import Episode, EpisodeReplay
+
+__all__ = ["DQNSettings", "CPU_PRESET", "evaluate_agent", "train", "preset"]
+
+LOG_EVERY = 1000
+"""Environment steps between TensorBoard records of the episode statistics."""
+
+
+@dataclass
+class DQNSettings:
+    """Recurrent DQN settings; the defaults are the official code's (DIV2K, on a GPU)."""
+
+    level: str = "moderate"
+    """Severity of the training patches."""
+    data: str | None = None
+    """Folder of clean images (DIV2K layout or flat); None = the embedded default."""
+    toolbox: str | None = None
+    """Toolbox file; None = the shipped one."""
+    num_envs: int = 32
+    """Episodes collected in parallel by the native vector env."""
+    total_steps: int = 2_000_000
+    """Environment steps in all (summed over the envs)."""
+    replay_steps: int = 500_000
+    """Replay memory size, in steps."""
+    batch_episodes: int = 32
+    """Episodes per gradient step."""
+    learning_starts: int = 5_000
+    """Steps of experience before learning starts."""
+    train_every: int = 4
+    """Environment steps per gradient step."""
+    target_sync_every: int = 10_000
+    """Environment steps between copies of the network into the target network."""
+    gamma: float = 0.99
+    """Discount."""
+    lr: float = 1e-4
+    """Adam learning rate at the start."""
+    lr_halve_every: int = 1_000_000
+    """Environment steps between halvings of the learning rate."""
+    lr_min: float = 2.5e-5
+    """Floor of the learning rate."""
+    epsilon_start: float = 1.0
+    """Exploration at the start."""
+    epsilon_end: float = 0.1
+    """Exploration after the decay (also the policy's epsilon when not deterministic)."""
+    epsilon_decay_steps: int = 1_000_000
+    """Environment steps of linear epsilon decay."""
+    double_dqn: bool = False
+    """Choose the next action with the online network, value it with the target (Double DQN)."""
+    huber_delta: float = 1.0
+    """Huber loss threshold."""
+    training_rules: bool = True
+    """The official training-only env rules (skip patches above 50 dB, end when PSNR drops below the input's)."""
+    max_steps: int = 3
+    """Longest toolchain."""
+    eval_every: int = 100_000
+    """Environment steps between held-out evaluations."""
+    eval_patches: int = 256
+    """Held-out test patches per severity in each evaluation."""
+    seed: int = 0
+    """Seed of the environments, exploration and the network."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    out_dir: str = "runs/agent"
+    """Where the agent, TensorBoard logs and settings go."""
+
+
+CPU_PRESET = dict(
+    num_envs=32,
+    total_steps=60_000,
+    replay_steps=30_000,
+    learning_starts=1_000,
+    target_sync_every=2_000,
+    lr=2.5e-4,
+    lr_halve_every=30_000,
+    epsilon_decay_steps=30_000,
+    eval_every=10_000,
+    eval_patches=128,
+)
+"""A budget for the embedded default on a 2-core CPU (an hour or so), not the paper's."""
+
+
+@torch.no_grad()
+def evaluate_agent(
+    policy: RecurrentQPolicy, level: str, patches: int, data: str | None = None, toolbox=None, seed: int = 12345,
+    max_steps: int = 3, device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Greedy toolchains on a fixed set of held-out test patches: mean input and final PSNR,
+    mean chain length and tool usage. The same seed gives the same patches."""
+    envs = ToolchainRestoreVectorEnv(patches, level=level, data=data, split="test", toolbox=toolbox,
+                                     max_steps=max_steps, device=str(device), prefetch=False)
+    obs, info = envs.reset(seed=seed)
+    input_psnr = info["input_psnr"].copy()
+    final = np.full(patches, np.nan)
+    lengths = np.zeros(patches)
+    usage = np.zeros(NUM_TOOLS)
+    done = np.zeros(patches, dtype=bool)
+    state = None
+    for _ in range(max_steps + 1):
+        actions, state = policy.predict(obs, state, deterministic=True)
+        actions = np.where(done, STOP, actions)  # rows already finished: their next step is a reset
+        obs, _, terminated, _, info = envs.step(actions)
+        for i in np.nonzero(~done & (actions < NUM_TOOLS))[0]:
+            usage[actions[i]] += 1
+            lengths[i] += 1
+        ended = terminated & ~done
+        final[ended] = info["psnr"][ended]
+        done |= terminated
+        if done.all():
+            break
+    envs.close()
+    return {
+        "input_psnr": float(np.mean(input_psnr)),
+        "psnr": float(np.mean(final)),
+        "gain": float(np.mean(final - input_psnr)),
+        "chain_length": float(np.mean(lengths)),
+        **{f"tool_usage/tool{k + 1:02d}": float(usage[k] / max(1.0, usage.sum())) for k in range(NUM_TOOLS)},
+    }
+
+
+def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
+    """Train the agent; write ``agent.safetensors``, ``settings.json`` and TensorBoard logs to out_dir."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    s = settings
+    device = resolve_device(s.device)
+    out_dir = Path(s.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "settings.json").write_text(json.dumps(asdict(s), indent=2))
+    writer = SummaryWriter(str(out_dir))
+    writer.add_text("settings", settings_markdown(s), 0)
+    rng = np.random.default_rng(s.seed)
+    torch.manual_seed(s.seed)
+
+    envs = ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
+                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device))
+    q = RecurrentQNetwork().to(device)
+    target = copy.deepcopy(q)
+    optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
+    replay = EpisodeReplay(s.replay_steps)
+    policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed)
+
+    obs, _ = envs.reset(seed=s.seed)
+    n = s.num_envs
+    state = q.initial_state(n, device)
+    resetting = np.zeros(n, dtype=bool)  # rows whose next step is an autoreset
+    images = [[obs["image"][i]] for i in range(n)]
+    actions_of: list[list[int]] = [[] for _ in range(n)]
+    rewards_of: list[list[float]] = [[] for _ in range(n)]
+    global_step, updates, next_eval, next_sync = 0, 0, s.eval_every, s.target_sync_every
+    recent_returns, recent_lengths, recent_stops = [], [], []
+    start = time.perf_counter()
+    bar = tqdm(total=s.total_steps, disable=not progress, desc="agent")
+
+    while global_step < s.total_steps:
+        # -- act: epsilon-greedy on the batch ---------------------------------------------
+        epsilon = s.epsilon_end + (s.epsilon_start - s.epsilon_end) * max(0.0, 1.0 - global_step / s.epsilon_decay_steps)
+        with torch.no_grad():
+            image = torch.as_tensor(obs["image"], device=device)
+            previous = torch.as_tensor(obs["previous_action"], device=device)
+            values, state = q(image, previous, state)
+        actions = values.argmax(-1).cpu().numpy()
+        explore = rng.random(n) < epsilon
+        actions[explore] = rng.integers(0, NUM_ACTIONS, int(explore.sum()))
+        obs, rewards, terminated, _, _ = envs.step(actions)
+
+        # -- remember whole episodes ------------------------------------------------------
+        acting = ~resetting
+        global_step += int(acting.sum())
+        for i in np.nonzero(acting)[0]:
+            actions_of[i].append(int(actions[i]))
+            rewards_of[i].append(float(rewards[i]))
+            images[i].append(obs["image"][i])
+            if terminated[i]:
+                replay.add(Episode(np.stack(images[i]), np.array(actions_of[i]), np.array(rewards_of[i], np.float32)))
+                recent_returns.append(sum(rewards_of[i]))
+                recent_lengths.append(sum(a < NUM_TOOLS for a in actions_of[i]))
+                recent_stops.append(actions_of[i][-1] == STOP)
+        for i in np.nonzero(resetting)[0]:  # the env reset this row: a new episode starts here
+            images[i], actions_of[i], rewards_of[i] = [obs["image"][i]], [], []
+        fresh = torch.as_tensor(resetting | terminated, device=device)
+        state = (state[0] * ~fresh[None, :, None], state[1] * ~fresh[None, :, None])
+        resetting = terminated.copy()
+        bar.update(int(acting.sum()))
+
+        # -- learn ------------------------------------------------------------------------
+        if global_step >= s.learning_starts and len(replay):
+            for group in optimizer.param_groups:
+                group["lr"] = max(s.lr_min, s.lr * 0.5 ** (global_step // s.lr_halve_every))
+            while updates < (global_step - s.learning_starts) // s.train_every:
+                batch = replay.sample(s.batch_episodes, rng, device)
+                q_all, _ = q(batch.images, batch.previous)
+                q_taken = q_all[:-1].gather(-1, batch.actions[..., None]).squeeze(-1)
+                with torch.no_grad():
+                    target_all, _ = target(batch.images, batch.previous)
+                    if s.double_dqn:
+                        best = q_all[1:].argmax(-1, keepdim=True)
+                        next_value = target_all[1:].gather(-1, best).squeeze(-1)
+                    else:
+                        next_value = target_all[1:].max(-1).values
+                    td_target = batch.rewards + s.gamma * (1.0 - batch.done) * next_value
+                losses = F.huber_loss(q_taken, td_target, reduction="none", delta=s.huber_delta)
+                loss = (losses * batch.mask).sum() / batch.mask.sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                updates += 1
+                if updates % 100 == 0:
+                    writer.add_scalar("losses/td_loss", loss.item(), global_step)
+                    writer.add_scalar("losses/q_values", (q_taken * batch.mask).sum().item() / batch.mask.sum().item(), global_step)
+            if global_step >= next_sync:
+                target.load_state_dict(q.state_dict())
+                next_sync += s.target_sync_every
+
+        crossed = global_step // LOG_EVERY != (global_step - int(acting.sum())) // LOG_EVERY
+        if recent_returns and (crossed or global_step >= s.total_steps):
+            writer.add_scalar("charts/episodic_return", float(np.mean(recent_returns)), global_step)
+            writer.add_scalar("charts/episodic_length", float(np.mean(recent_lengths)), global_step)
+            writer.add_scalar("charts/stop_rate", float(np.mean(recent_stops)), global_step)
+            writer.add_scalar("charts/epsilon", epsilon, global_step)
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            writer.add_scalar("charts/steps_per_second", global_step / (time.perf_counter() - start), global_step)
+            recent_returns, recent_lengths, recent_stops = [], [], []
+
+        if global_step >= next_eval or global_step >= s.total_steps:
+            next_eval += s.eval_every
+            for level in ("mild", "moderate", "severe"):
+                result = evaluate_agent(policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps, device=device)
+                for key, value in result.items():
+                    writer.add_scalar(f"eval/{level}/{key}", value, global_step)
+            policy.save(out_dir / "agent.safetensors")
+    bar.close()
+    envs.close()
+    writer.close()
+    policy.save(out_dir / "agent.safetensors")
+    return policy
+
+
+def preset(name: str, **overrides) -> DQNSettings:
+    """'official' (the defaults) or 'cpu' (CPU_PRESET), with overrides."""
+    if name not in ("official", "cpu"):
+        raise ValueError(f"preset must be 'official' or 'cpu', got {name!r}")
+    base = DQNSettings() if name == "official" else replace(DQNSettings(), **CPU_PRESET)
+    return replace(base, **overrides)
