@@ -15,7 +15,15 @@ from gymnasium.envs.registration import register, registry
 from .degrade import DegradationParams, degrade
 from .tools import Toolbox, load_toolbox
 
-__all__ = ["degrade", "DegradationParams", "Toolbox", "load_toolbox", "ENV_ID"]
+
+def load_agent(path=None, device="cpu"):
+    """The shipped RL-Restore agent, or an agent file (see toolchain_restore.agents)."""
+    from .agents import load_agent as _load
+
+    return _load(path, device)
+
+
+__all__ = ["degrade", "DegradationParams", "Toolbox", "load_toolbox", "load_agent", "ENV_ID"]
 __version__ = "0.1.0"
 
 ENV_ID = "ToolchainRestore-v0"

@@ -2,6 +2,6 @@
 
 from .network import RecurrentQNetwork
 from .oracle import GreedyResult, greedy_toolchain
-from .policy import RecurrentQPolicy
+from .policy import RecurrentQPolicy, load_agent
 
-__all__ = ["GreedyResult", "greedy_toolchain", "RecurrentQNetwork", "RecurrentQPolicy"]
+__all__ = ["GreedyResult", "greedy_toolchain", "RecurrentQNetwork", "RecurrentQPolicy", "load_agent"]

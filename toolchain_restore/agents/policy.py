@@ -12,9 +12,10 @@ from ..envs.episode import NUM_ACTIONS
 from ..serialization import load_weights, save_weights
 from .network import RecurrentQNetwork
 
-__all__ = ["RecurrentQPolicy", "POLICY_KIND"]
+__all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT"]
 
 POLICY_KIND = "toolchain_restore.RecurrentQPolicy"
+SHIPPED_AGENT = "agent.safetensors"
 
 
 class RecurrentQPolicy:
@@ -98,3 +99,17 @@ class RecurrentQPolicy:
         )
         config = load_weights(network, path, POLICY_KIND)
         return cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device)
+
+
+def load_agent(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RecurrentQPolicy:
+    """The shipped agent (``path=None``, see ``weights/agent.md``) or an agent file."""
+    from importlib import resources
+    from pathlib import Path
+
+    from ..serialization import WeightsError
+
+    if path is None:
+        path = Path(str(resources.files("toolchain_restore") / "weights" / SHIPPED_AGENT))
+        if not path.is_file():
+            raise WeightsError(f"the shipped agent weights are missing from the install ({path})")
+    return RecurrentQPolicy.load(path, device=device)
