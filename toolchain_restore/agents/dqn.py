@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..envs import ToolchainRestoreVectorEnv
-from ..envs.episode import NUM_ACTIONS, STOP
+from ..envs.episode import STOP
 from ..tools import NUM_TOOLS
 from ..training import resolve_device, settings_markdown
 from .network import RecurrentQNetwork
@@ -165,10 +165,13 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
     replay = EpisodeReplay(s.replay_steps)
     policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed)
+    # Acts during training with the scheduled epsilon; shares the network and the run's rng.
+    explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
 
     obs, _ = envs.reset(seed=s.seed)
     n = s.num_envs
-    state = q.initial_state(n, device)
+    state = None
+    fresh = np.zeros(n, dtype=bool)  # rows whose LSTM state starts again at the next step
     resetting = np.zeros(n, dtype=bool)  # rows whose next step is an autoreset
     images = [[obs["image"][i]] for i in range(n)]
     actions_of: list[list[int]] = [[] for _ in range(n)]
@@ -181,13 +184,8 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     while global_step < s.total_steps:
         # -- act: epsilon-greedy on the batch ---------------------------------------------
         epsilon = s.epsilon_end + (s.epsilon_start - s.epsilon_end) * max(0.0, 1.0 - global_step / s.epsilon_decay_steps)
-        with torch.no_grad():
-            image = torch.as_tensor(obs["image"], device=device)
-            previous = torch.as_tensor(obs["previous_action"], device=device)
-            values, state = q(image, previous, state)
-        actions = values.argmax(-1).cpu().numpy()
-        explore = rng.random(n) < epsilon
-        actions[explore] = rng.integers(0, NUM_ACTIONS, int(explore.sum()))
+        explorer.epsilon = epsilon
+        actions, state = explorer.predict(obs, state, episode_start=fresh)
         obs, rewards, terminated, _, _ = envs.step(actions)
 
         # -- remember whole episodes ------------------------------------------------------
@@ -204,8 +202,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                 recent_stops.append(actions_of[i][-1] == STOP)
         for i in np.nonzero(resetting)[0]:  # the env reset this row: a new episode starts here
             images[i], actions_of[i], rewards_of[i] = [obs["image"][i]], [], []
-        fresh = torch.as_tensor(resetting | terminated, device=device)
-        state = (state[0] * ~fresh[None, :, None], state[1] * ~fresh[None, :, None])
+        fresh = resetting | terminated
         resetting = terminated.copy()
         bar.update(int(acting.sum()))
 

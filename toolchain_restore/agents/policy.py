@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..envs.episode import NUM_ACTIONS
-from ..serialization import load_weights, save_weights
+from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
 from .network import RecurrentQNetwork
 
 __all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT"]
@@ -29,7 +29,14 @@ class RecurrentQPolicy:
     best action; otherwise a random action is taken with probability ``epsilon``.
     """
 
-    def __init__(self, network: RecurrentQNetwork | None = None, epsilon: float = 0.1, device: str | torch.device = "cpu", seed: int | None = None) -> None:
+    def __init__(
+        self,
+        network: RecurrentQNetwork | None = None,
+        epsilon: float = 0.1,
+        device: str | torch.device = "cpu",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        """``seed`` may be a Generator, which is then shared (not copied)."""
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         self.network = (network or RecurrentQNetwork()).to(device)
@@ -90,8 +97,6 @@ class RecurrentQPolicy:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RecurrentQPolicy":
-        from ..serialization import read_metadata
-
         _, config = read_metadata(path)
         network = RecurrentQNetwork(
             patch_size=int(config.get("patch_size", 63)), hidden=int(config.get("hidden", 50)),
@@ -103,13 +108,4 @@ class RecurrentQPolicy:
 
 def load_agent(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RecurrentQPolicy:
     """The shipped agent (``path=None``, see ``weights/agent.md``) or an agent file."""
-    from importlib import resources
-    from pathlib import Path
-
-    from ..serialization import WeightsError
-
-    if path is None:
-        path = Path(str(resources.files("toolchain_restore") / "weights" / SHIPPED_AGENT))
-        if not path.is_file():
-            raise WeightsError(f"the shipped agent weights are missing from the install ({path})")
-    return RecurrentQPolicy.load(path, device=device)
+    return RecurrentQPolicy.load(shipped_weights(SHIPPED_AGENT) if path is None else path, device=device)
