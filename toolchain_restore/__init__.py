@@ -14,13 +14,7 @@ from gymnasium.envs.registration import register, registry
 
 from .degrade import DegradationParams, degrade
 from .tools import Toolbox, load_toolbox
-
-
-def load_agent(path=None, device="cpu"):
-    """The shipped RL-Restore agent, or an agent file (see toolchain_restore.agents)."""
-    from .agents import load_agent as _load
-
-    return _load(path, device)
+from .agents import load_agent  # after tools: the agents build on them
 
 
 __all__ = ["degrade", "DegradationParams", "Toolbox", "load_toolbox", "load_agent", "ENV_ID"]

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from .agents import greedy_toolchain
 from .data import image_set
+from .data.tensors import to_tensor, to_uint8
 from .degrade import degrade
 from .envs.episode import action_name
 from .tools import load_toolbox
@@ -68,14 +68,6 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image).copy()).to(device).permute(2, 0, 1)[None].float().div(255.0)
-
-
-def _to_image(t: torch.Tensor) -> np.ndarray:
-    return t[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
 def chain_text(chain: list[int]) -> str:
     return " > ".join(action_name(a) for a in chain) or "(none)"
 
@@ -125,11 +117,11 @@ def run_demo(settings: DemoSettings) -> list[DemoRow]:
             continue
         clean = _centre_crop(clean, settings.size)
         degraded, _ = degrade(clean, level, np.random.default_rng([settings.seed, i, k]))
-        H, L = _to_tensor(clean, device), _to_tensor(degraded, device)
+        H, L = to_tensor([clean], device), to_tensor([degraded], device)
         result = greedy_toolchain(toolbox, L, H, settings.max_steps)
         chain = result.toolchains[0]
         macs = sum(toolbox.macs(a, *clean.shape[:2]) for a in chain)
-        steps = [degraded] + [_to_image(s) for s in result.steps[1 : len(chain) + 1]]
+        steps = [degraded] + [to_uint8(s)[0].transpose(1, 2, 0) for s in result.steps[1 : len(chain) + 1]]
         rows.append(
             DemoRow(images.paths[i].name, level, result.psnrs[0][0], result.psnrs[0][-1], chain, macs, steps, result.psnrs[0], clean)
         )

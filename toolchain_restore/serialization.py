@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["WeightsError", "save_weights", "load_weights", "read_metadata", "atomic_write"]
+__all__ = ["WeightsError", "save_weights", "load_weights", "read_metadata", "atomic_write", "shipped_weights"]
 
 
 class WeightsError(ValueError):
@@ -35,6 +35,16 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def shipped_weights(name: str) -> Path:
+    """The path of a weights file shipped inside the package, or a clear error if the install lacks it."""
+    from importlib import resources
+
+    path = Path(str(resources.files("toolchain_restore") / "weights" / name))
+    if not path.is_file():
+        raise WeightsError(f"the shipped weights {name} are missing from the install ({path})")
+    return path
 
 
 def save_weights(module: nn.Module, path: str | os.PathLike, kind: str, config: dict | None = None) -> None:

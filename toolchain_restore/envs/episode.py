@@ -151,16 +151,6 @@ def render_frame(
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def to_uint8(state: torch.Tensor) -> np.ndarray:
-    """N x 3 x H x W float state in [0, 1] to its uint8 view (rounded)."""
-    return state.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def to_tensor(images_hwc: list[np.ndarray] | np.ndarray, device: torch.device) -> torch.Tensor:
-    array = np.stack(images_hwc) if isinstance(images_hwc, list) else images_hwc
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 def params_info(patch: Patch) -> dict[str, Any]:
     p = patch.params
     return {"blur_std": p.blur_std, "noise_std": p.noise_std, "jpeg_quality": p.jpeg_quality, "levels": p.levels}

@@ -10,6 +10,7 @@ import torch
 from gymnasium import spaces
 
 from ..data import Patch
+from ..data.tensors import to_tensor, to_uint8
 from ..degrade import DegradationParams
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
@@ -21,8 +22,6 @@ from .episode import (
     observation_space,
     params_info,
     render_frame,
-    to_tensor,
-    to_uint8,
 )
 
 __all__ = ["ToolchainRestoreEnv", "check_action"]

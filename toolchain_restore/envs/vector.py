@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..data import Patch
+from ..data.tensors import to_tensor, to_uint8
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
 from .episode import (
@@ -23,8 +24,6 @@ from .episode import (
     draw_patch,
     observation_space,
     render_frame,
-    to_tensor,
-    to_uint8,
 )
 
 __all__ = ["ToolchainRestoreVectorEnv"]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import numbers
 import os
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..serialization import WeightsError, load_weights, save_weights
+from ..serialization import load_weights, save_weights, shipped_weights
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
 
@@ -89,10 +87,6 @@ class Toolbox(nn.Module):
         return "\n".join(s.describe() for s in self.specs)
 
 
-def shipped_weights_path() -> Path:
-    return Path(str(resources.files("toolchain_restore") / "weights" / SHIPPED_TOOLBOX))
-
-
 def load_toolbox(
     path: str | os.PathLike | Toolbox | None = None, device: str | torch.device = "cpu"
 ) -> Toolbox:
@@ -103,9 +97,5 @@ def load_toolbox(
     if isinstance(path, Toolbox):
         toolbox = path
     else:
-        if path is None:
-            path = shipped_weights_path()
-            if not path.is_file():
-                raise WeightsError(f"the shipped toolbox weights are missing from the install ({path})")
-        toolbox = Toolbox.load(path)
+        toolbox = Toolbox.load(shipped_weights(SHIPPED_TOOLBOX) if path is None else path)
     return toolbox.to(device, memory_format=torch.channels_last).eval()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..data import PatchSampler, image_set
+from ..data.tensors import to_tensor
 from ..metrics import batch_psnr
 from ..training import Trainer, TrainerSettings, step_rng
 from .data import tool_degrade_fn
@@ -42,11 +43,6 @@ class ToolTrainingSettings:
     """Seed of the initial weights (batches are seeded by the trainer's --seed)."""
 
 
-def tensor_of(patches: list[np.ndarray]) -> torch.Tensor:
-    """uint8 H x W x 3 arrays to a float N x 3 x H x W tensor in [0, 1]."""
-    return torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
 def band_test_set(
     spec: ToolSpec, count: int, data: str | None = None, patch_size: int = 63, seed: int = 1234, value: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +51,7 @@ def band_test_set(
     rng = np.random.default_rng([seed, spec.index])
     fn = tool_degrade_fn(spec, spec.mid if value is None else value, robust=False)
     patches = [sampler.sample(rng, fn) for _ in range(count)]
-    return tensor_of([p.L for p in patches]), tensor_of([p.H for p in patches])
+    return to_tensor([p.L for p in patches]), to_tensor([p.H for p in patches])
 
 
 @torch.no_grad()
@@ -98,7 +94,7 @@ class ToolTrainingTask:
         for i in self.indices:
             rng = step_rng(seed, step, rank, stream=i)
             patches = [self.sampler.sample(rng, self.degrade_fns[i]) for _ in range(self.settings.batch_size)]
-            batch[i] = (tensor_of([p.L for p in patches]), tensor_of([p.H for p in patches]))
+            batch[i] = (to_tensor([p.L for p in patches]), to_tensor([p.H for p in patches]))
         return batch
 
     def loss(self, model: nn.Module, batch, device: torch.device):

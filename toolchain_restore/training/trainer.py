@@ -162,7 +162,7 @@ class Trainer:
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         s = self.settings
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = _trainable(model)
         if not params:
             raise ValueError("the model has no trainable parameters")
         if s.optimizer == "adam":
