@@ -82,3 +82,49 @@ def test_train_agent_command(tmp_path):
 
     written = json.loads((tmp_path / "settings.json").read_text())
     assert written["total_steps"] == 60 and written["replay_steps"] == 30_000  # preset value kept
+
+
+def _resume_settings(tmp_path, total_steps, **kw):
+    base = dict(num_envs=4, total_steps=total_steps, replay_steps=200, learning_starts=20, target_sync_every=40,
+                epsilon_decay_steps=80, eval_every=1000, eval_patches=2, checkpoint_every=40, device="cpu",
+                out_dir=str(tmp_path))
+    return DQNSettings(**{**base, **kw})
+
+
+def _weights(policy):
+    return [t.clone() for t in policy.network.state_dict().values()]
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
+    first = train(_resume_settings(tmp_path / "a", 80), progress=False)  # the "interrupted" run stops at 80
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert state["counters"]["global_step"] >= 80 and state["counters"]["updates"] > 0
+    assert sum(len(e[1]) for e in state["replay"]) > 0
+    import shutil
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    resumed_a = train(_resume_settings(tmp_path / "a", 160), progress=False)
+    resumed_b = train(_resume_settings(tmp_path / "b", 160), progress=False)
+    after = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert after["counters"]["global_step"] >= 160 and after["counters"]["updates"] > state["counters"]["updates"]
+    assert all(torch.equal(x, y) for x, y in zip(_weights(resumed_a), _weights(resumed_b)))  # deterministic resume
+    assert not all(torch.equal(x, y) for x, y in zip(_weights(first), _weights(resumed_a)))  # it went on learning
+
+
+def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path):
+    train(_resume_settings(tmp_path, 40), progress=False)
+    with pytest.raises(RuntimeError, match="gamma"):
+        train(_resume_settings(tmp_path, 80, gamma=0.5), progress=False)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="unreadable"):
+        train(_resume_settings(tmp_path, 80), progress=False)
+    train(_resume_settings(tmp_path, 40, resume=False), progress=False)  # starting over is allowed
+
+
+def test_second_stage_starts_from_an_agent(tmp_path):
+    start = RecurrentQPolicy(seed=0)
+    torch.nn.init.constant_(start.network.head.bias, 0.5)  # unlike any fresh network
+    start.save(tmp_path / "start.safetensors")
+    settings = _resume_settings(tmp_path / "run", 8, init_agent=str(tmp_path / "start.safetensors"), learning_starts=1000)
+    trained = train(settings, progress=False)  # no learning in 8 steps: the weights are the start agent's
+    assert all(torch.equal(x, y) for x, y in zip(_weights(trained), _weights(start)))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..envs import ToolchainRestoreVectorEnv
 from ..envs.episode import STOP
 from ..tools import NUM_TOOLS
+from ..serialization import atomic_write
 from ..training import resolve_device, settings_markdown
 from .network import RecurrentQNetwork
 from .policy import RecurrentQPolicy
@@ -82,6 +83,12 @@ class DQNSettings:
     """Environment steps between held-out evaluations."""
     eval_patches: int = 256
     """Held-out test patches per severity in each evaluation."""
+    checkpoint_every: int = 50_000
+    """Environment steps between checkpoints (networks, optimiser, replay, counters, RNG)."""
+    resume: bool = True
+    """Continue from out_dir's checkpoint when there is one."""
+    init_agent: str | None = None
+    """Start from this agent file's weights instead of a fresh network (a second training stage)."""
     seed: int = 0
     """Seed of the environments, exploration and the network."""
     device: str = "auto"
@@ -101,6 +108,7 @@ CPU_PRESET = dict(
     epsilon_decay_steps=30_000,
     eval_every=10_000,
     eval_patches=128,
+    checkpoint_every=5_000,
 )
 """A budget for the embedded default on a 2-core CPU (an hour or so), not the paper's."""
 
@@ -143,8 +151,57 @@ def evaluate_agent(
     }
 
 
+RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir"}
+"""Settings a resumed run may change; any other difference makes the checkpoint refuse to load."""
+
+
+def _save_checkpoint(path: Path, s: DQNSettings, q, target, optimizer, replay: EpisodeReplay,
+                     rng: np.random.Generator, counters: dict[str, int]) -> None:
+    state = {
+        "settings": asdict(s),
+        "q": q.state_dict(),
+        "target": target.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "replay": [(e.images, e.actions, e.rewards) for e in replay.episodes],
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "counters": counters,
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _load_checkpoint(path: Path, s: DQNSettings, q, target, optimizer, replay: EpisodeReplay,
+                     rng: np.random.Generator, device: torch.device) -> dict[str, int]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        saved = state["settings"]
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise RuntimeError(f"cannot resume: checkpoint {path} is unreadable ({err}); delete it or pass --resume false") from err
+    changed = sorted(k for k, v in asdict(s).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(s, k)!r}" for k in changed)
+        raise RuntimeError(f"cannot resume from {path}: it was trained with other settings ({detail}); "
+                           f"use another out_dir or --resume false")
+    q.load_state_dict(state["q"])
+    target.load_state_dict(state["target"])
+    optimizer.load_state_dict(state["optimizer"])
+    for images, actions, rewards in state["replay"]:
+        replay.add(Episode(images, actions, rewards))
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return state["counters"]
+
+
 def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
-    """Train the agent; write ``agent.safetensors``, ``settings.json`` and TensorBoard logs to out_dir."""
+    """Train the agent; write ``agent.safetensors``, ``settings.json``, ``checkpoint.pt`` and
+    TensorBoard logs to out_dir.
+
+    A run that finds a checkpoint in out_dir continues from it (``resume``): networks,
+    optimiser, replay memory, counters and random state come back. Episodes that were
+    half-way through when the checkpoint was written are dropped; the environments start
+    fresh episodes seeded from the step, so resuming the same checkpoint twice gives the
+    same result.
+    """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
@@ -152,23 +209,34 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     device = resolve_device(s.device)
     out_dir = Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "settings.json").write_text(json.dumps(asdict(s), indent=2))
-    writer = SummaryWriter(str(out_dir))
-    writer.add_text("settings", settings_markdown(s), 0)
+    checkpoint_path = out_dir / "checkpoint.pt"
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
 
-    envs = ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
-                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device))
     q = RecurrentQNetwork().to(device)
+    if s.init_agent is not None:
+        q.load_state_dict(RecurrentQPolicy.load(s.init_agent, device=device).network.state_dict())
     target = copy.deepcopy(q)
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
     replay = EpisodeReplay(s.replay_steps)
+    counters = {"global_step": 0, "updates": 0, "next_eval": s.eval_every, "next_sync": s.target_sync_every}
+    resumed = s.resume and checkpoint_path.is_file()
+    if resumed:
+        counters = _load_checkpoint(checkpoint_path, s, q, target, optimizer, replay, rng, device)
+    (out_dir / "settings.json").write_text(json.dumps(asdict(s), indent=2))
+    writer = SummaryWriter(str(out_dir), purge_step=counters["global_step"] if resumed else None)
+    if not resumed:
+        writer.add_text("settings", settings_markdown(s), 0)
     policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed)
     # Acts during training with the scheduled epsilon; shares the network and the run's rng.
     explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
 
-    obs, _ = envs.reset(seed=s.seed)
+    envs = ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
+                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device))
+    global_step, updates = counters["global_step"], counters["updates"]
+    next_eval, next_sync = counters["next_eval"], counters["next_sync"]
+    next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
+    obs, _ = envs.reset(seed=s.seed + global_step)
     n = s.num_envs
     state = None
     fresh = np.zeros(n, dtype=bool)  # rows whose LSTM state starts again at the next step
@@ -176,10 +244,9 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     images = [[obs["image"][i]] for i in range(n)]
     actions_of: list[list[int]] = [[] for _ in range(n)]
     rewards_of: list[list[float]] = [[] for _ in range(n)]
-    global_step, updates, next_eval, next_sync = 0, 0, s.eval_every, s.target_sync_every
     recent_returns, recent_lengths, recent_stops = [], [], []
-    start = time.perf_counter()
-    bar = tqdm(total=s.total_steps, disable=not progress, desc="agent")
+    start, start_step = time.perf_counter(), global_step
+    bar = tqdm(total=s.total_steps, initial=global_step, disable=not progress, desc="agent")
 
     while global_step < s.total_steps:
         # -- act: epsilon-greedy on the batch ---------------------------------------------
@@ -242,7 +309,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
             writer.add_scalar("charts/stop_rate", float(np.mean(recent_stops)), global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            writer.add_scalar("charts/steps_per_second", global_step / (time.perf_counter() - start), global_step)
+            writer.add_scalar("charts/steps_per_second", (global_step - start_step) / (time.perf_counter() - start), global_step)
             recent_returns, recent_lengths, recent_stops = [], [], []
 
         if global_step >= next_eval or global_step >= s.total_steps:
@@ -252,6 +319,10 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                 for key, value in result.items():
                     writer.add_scalar(f"eval/{level}/{key}", value, global_step)
             policy.save(out_dir / "agent.safetensors")
+        if global_step >= next_checkpoint or global_step >= s.total_steps:
+            next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
+            counters = {"global_step": global_step, "updates": updates, "next_eval": next_eval, "next_sync": next_sync}
+            _save_checkpoint(checkpoint_path, s, q, target, optimizer, replay, rng, counters)
     bar.close()
     envs.close()
     writer.close()
