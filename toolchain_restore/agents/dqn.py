@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..envs import ToolchainRestoreVectorEnv
-from ..envs.episode import STOP
+from ..envs.episode import STOP, shared_toolbox
+from ..evaluation.protocol import run_policy
+from ..evaluation.test_sets import EVALUATION_SEED, held_out_set
+from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
 from ..serialization import atomic_write
 from ..training import resolve_device, settings_markdown
@@ -115,39 +118,23 @@ CPU_PRESET = dict(
 
 @torch.no_grad()
 def evaluate_agent(
-    policy: RecurrentQPolicy, level: str, patches: int, data: str | None = None, toolbox=None, seed: int = 12345,
-    max_steps: int = 3, device: str | torch.device = "cpu",
+    policy: RecurrentQPolicy, level: str, patches: int, data: str | None = None, toolbox=None,
+    seed: int = EVALUATION_SEED, max_steps: int = 3, device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Greedy toolchains on a fixed set of held-out test patches: mean input and final PSNR,
-    mean chain length and tool usage. The same seed gives the same patches."""
-    envs = ToolchainRestoreVectorEnv(patches, level=level, data=data, split="test", toolbox=toolbox,
-                                     max_steps=max_steps, device=str(device), prefetch=False)
-    obs, info = envs.reset(seed=seed)
-    input_psnr = info["input_psnr"].copy()
-    final = np.full(patches, np.nan)
-    lengths = np.zeros(patches)
-    usage = np.zeros(NUM_TOOLS)
-    done = np.zeros(patches, dtype=bool)
-    state = None
-    for _ in range(max_steps + 1):
-        actions, state = policy.predict(obs, state, deterministic=True)
-        actions = np.where(done, STOP, actions)  # rows already finished: their next step is a reset
-        obs, _, terminated, _, info = envs.step(actions)
-        for i in np.nonzero(~done & (actions < NUM_TOOLS))[0]:
-            usage[actions[i]] += 1
-            lengths[i] += 1
-        ended = terminated & ~done
-        final[ended] = info["psnr"][ended]
-        done |= terminated
-        if done.all():
-            break
-    envs.close()
+    """Greedy toolchains on a fixed set of held-out test patches (``held_out_set``): mean
+    input and final PSNR, mean chain length and tool usage. The same seed gives the same patches."""
+    device = torch.device(device)
+    test = held_out_set(level, patches, data, seed)
+    L, H = test.L.to(device), test.H.to(device)
+    E, chains, _ = run_policy(policy, shared_toolbox(toolbox, device), L, max_steps)
+    input_psnr, final = batch_psnr(L, H).cpu().numpy(), batch_psnr(E, H).cpu().numpy()
+    usage = np.bincount([i for c in chains for i in c], minlength=NUM_TOOLS)
     return {
         "input_psnr": float(np.mean(input_psnr)),
         "psnr": float(np.mean(final)),
         "gain": float(np.mean(final - input_psnr)),
-        "chain_length": float(np.mean(lengths)),
-        **{f"tool_usage/tool{k + 1:02d}": float(usage[k] / max(1.0, usage.sum())) for k in range(NUM_TOOLS)},
+        "chain_length": float(np.mean([len(c) for c in chains])),
+        **{f"tool_usage/tool{k + 1:02d}": float(usage[k] / max(1, usage.sum())) for k in range(NUM_TOOLS)},
     }
 
 

@@ -1,0 +1,160 @@
+"""``toolchain-restore evaluate``: the standard methods on the standard test sets, one report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..agents.baseline_policies import FixedChainPolicy, RandomPolicy, parse_chain
+from ..agents.oracle import Chain, all_chain_psnrs, best_fixed_chain
+from ..agents.policy import load_agent
+from ..tools import Toolbox, load_toolbox
+from ..training import resolve_device, settings_markdown
+from .protocol import (CNNMethod, ExhaustiveOracleMethod, GreedyOracleMethod, InputMethod, Method, MethodResult,
+                       PolicyMethod, evaluate)
+from .report import markdown_report, plot_report
+from .test_sets import EVALUATION_SEED, TestSet, held_out_set, paired_folder_sets
+
+__all__ = ["EvaluationSettings", "METHODS", "search_fixed_chain", "fixed_chain_of", "build_methods", "test_sets_for",
+           "run_evaluation", "FIXED_CHAIN_KEY"]
+
+METHODS = ("input", "agent", "random", "fixed", "greedy", "exhaustive", "baselines")
+"""Method names ``--methods`` accepts; "baselines" means every CNN baseline given."""
+
+FIXED_CHAIN_KEY = "best_fixed_chain"
+"""Toolbox metadata key holding the chain ``search_fixed_chain`` found for it (tool numbers 1..12)."""
+
+
+@dataclass
+class EvaluationSettings:
+    """Settings of ``toolchain-restore evaluate``."""
+
+    levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
+    """Severities of the held-out test sets (ignored with --pairs)."""
+    patches: int = 256
+    """Patches per held-out test set."""
+    data: str | None = None
+    """Folder of clean images for the held-out sets; None = the embedded test images."""
+    split: str = "test"
+    """Which split of --data the patches come from (a flat folder puts one image in ten in 'test')."""
+    pairs: str | None = None
+    """Folder in the official layout (<name>_in/ beside <name>_gt/) to evaluate instead of held-out sets."""
+    seed: int = EVALUATION_SEED
+    """Seed of the held-out test sets (the same seed gives the same patches to every method)."""
+    methods: list[str] = field(default_factory=lambda: ["input", "agent", "random", "fixed", "greedy", "baselines"])
+    """Methods to run, from: input agent random fixed greedy exhaustive baselines."""
+    agent: str | None = None
+    """Agent file; None = the shipped agent."""
+    toolbox: str | None = None
+    """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
+    baselines: list[str] = field(default_factory=list)
+    """CNN baseline files (DnCNN- or VDSR-style); none given = the shipped ones."""
+    fixed_chain: str = "auto"
+    """The fixed chain as tool numbers ('6,12,11'), or 'auto': the toolbox's recorded best chain, searched when absent."""
+    fixed_chain_patches: int = 64
+    """Moderate train-split patches the fixed-chain search scores every chain on."""
+    max_steps: int = 3
+    """Longest toolchain."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    out_dir: str = "runs/evaluate"
+    """Where report.md, chart.png, results.json and TensorBoard scalars go."""
+
+
+def search_fixed_chain(toolbox: Toolbox, patches: int = 64, data: str | None = None, level: str = "moderate",
+                       max_steps: int = 3, seed: int = 0) -> tuple[Chain, float]:
+    """The one chain with the best mean PSNR on ``patches`` train-split patches (every chain
+    up to ``max_steps`` tools is scored, the empty one included)."""
+    train = held_out_set(level, patches, data, seed=seed, split="train")
+    device = next(toolbox.parameters()).device
+    return best_fixed_chain(all_chain_psnrs(toolbox, train.L.to(device), train.H.to(device), max_steps))
+
+
+def fixed_chain_of(toolbox: Toolbox, spec: str, patches: int, data: str | None, max_steps: int) -> Chain:
+    """``spec`` parsed, or (for 'auto') the chain recorded in the toolbox file, else searched."""
+    if spec != "auto":
+        return parse_chain(spec)
+    recorded = getattr(toolbox, "config", {}).get(FIXED_CHAIN_KEY)
+    if recorded:
+        return parse_chain(str(recorded))
+    print(f"the toolbox records no best fixed chain: scoring every chain on {patches} train patches "
+          f"(minutes on a CPU; record one with `toolchain-restore fixed-chain --write`)")
+    return search_fixed_chain(toolbox, patches, data, max_steps=max_steps)[0]
+
+
+def _shipped_baselines() -> list[str]:
+    from ..serialization import WeightsError, shipped_weights
+
+    found = []
+    for name in ("dncnn.safetensors", "vdsr.safetensors"):
+        try:
+            found.append(str(shipped_weights(name)))
+        except WeightsError:  # an install without this baseline evaluates without it
+            pass
+    return found
+
+
+def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device) -> list[Method]:
+    unknown = sorted(set(s.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    methods: list[Method] = []
+    for name in s.methods:
+        if name == "input":
+            methods.append(InputMethod())
+        elif name == "agent":
+            agent = load_agent(s.agent, device=device)
+            methods.append(PolicyMethod("agent", agent, toolbox, agent.network.macs_per_step(), s.max_steps))
+        elif name == "random":
+            methods.append(PolicyMethod("random", RandomPolicy(s.seed), toolbox, 0, s.max_steps))
+        elif name == "fixed":
+            chain = fixed_chain_of(toolbox, s.fixed_chain, s.fixed_chain_patches, s.data, s.max_steps)
+            label = "fixed chain " + (",".join(str(i + 1) for i in chain) or "(none)")
+            methods.append(PolicyMethod(label, FixedChainPolicy(chain), toolbox, 0, s.max_steps))
+        elif name == "greedy":
+            methods.append(GreedyOracleMethod(toolbox, s.max_steps))
+        elif name == "exhaustive":
+            methods.append(ExhaustiveOracleMethod(toolbox, s.max_steps))
+        elif name == "baselines":
+            from ..baselines import load_baseline
+
+            for path in s.baselines or _shipped_baselines():
+                model = load_baseline(path).to(device)
+                methods.append(CNNMethod(getattr(model, "display_name", Path(path).stem), model))
+    return methods
+
+
+def test_sets_for(s: EvaluationSettings) -> list[TestSet]:
+    if s.pairs is not None:
+        return paired_folder_sets(s.pairs)
+    return [held_out_set(level, s.patches, s.data, s.seed, split=s.split) for level in s.levels]
+
+
+def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
+    """Evaluate, then write ``report.md``, ``chart.png``, ``results.json`` and TensorBoard
+    scalars to ``out_dir``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    device = resolve_device(s.device)
+    toolbox = load_toolbox(s.toolbox, device)
+    start = time.perf_counter()
+    sets = [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in test_sets_for(s)]
+    methods = build_methods(s, toolbox, device)
+    out = Path(s.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(out))
+    writer.add_text("settings", settings_markdown(s), 0)
+    results = evaluate(methods, sets, s.max_steps, writer)
+    writer.close()
+    report = markdown_report(results)
+    command = "toolchain-restore evaluate " + " ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ' '.join(map(str, v))}"
+                                                      for k, v in asdict(s).items() if v not in (None, [], ""))
+    (out / "report.md").write_text(f"# Evaluation\n\n{report}\n\nMade by `{command}` in {time.perf_counter() - start:.0f} s.\n")
+    plot_report(results, out / "chart.png")
+    (out / "results.json").write_text(json.dumps([{k: v for k, v in asdict(r).items() if k != "restoration"}
+                                                  for r in results], indent=2))
+    return results
