@@ -1,0 +1,172 @@
+"""Joint fine-tuning of the tools with the agent frozen (the paper's Algorithm 1).
+
+Each step the frozen agent builds a toolchain for every patch of a batch, one step at a
+time on the current tools' outputs; the final image's squared error is back-propagated
+through every tool the chain used, and each tool's gradient is divided by the number of
+times it was used in the batch, so a popular tool does not take bigger steps than a rare
+one. The generic trainer runs it (checkpoints, resume, TensorBoard, torchrun).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..data.tensors import to_tensor, to_uint8
+from ..envs.episode import STOP, draw_patch, make_sampler
+from ..evaluation.protocol import run_policy
+from ..evaluation.test_sets import held_out_set
+from ..metrics import batch_psnr
+from ..tools import NUM_TOOLS, Toolbox
+from ..training import Trainer, TrainerSettings, step_rng
+from .policy import RecurrentQPolicy, load_agent
+
+__all__ = ["JointTuningSettings", "JointTuningTask", "joint_tune"]
+
+
+@dataclass
+class JointTuningSettings:
+    """What the tools are fine-tuned on, and with which agent."""
+
+    agent: str | None = None
+    """Agent file (frozen); None = the shipped agent."""
+    toolbox: str | None = None
+    """Toolbox to start from; None = the shipped one."""
+    level: str = "moderate"
+    """Severity of the training patches (the agent's training severity)."""
+    data: str | None = None
+    """Folder of clean images; None = the embedded default's train images."""
+    batch_size: int = 64
+    """Patches (toolchains) per step; the paper's 64."""
+    max_steps: int = 3
+    """Longest toolchain."""
+    eval_patches: int = 128
+    """Held-out patches per severity in each evaluation."""
+    eval_levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
+    """Severities evaluated."""
+
+
+class _PerUseGradient(torch.autograd.Function):
+    """Identity forward; divides the gradient by ``uses[i]`` on the way back. ``uses`` is
+    read when backward runs, after the whole batch's chains are known."""
+
+    @staticmethod
+    def forward(ctx, parameter: torch.Tensor, uses: torch.Tensor, i: int) -> torch.Tensor:
+        ctx.uses, ctx.i = uses, i
+        return parameter.view_as(parameter)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad / max(1.0, float(ctx.uses[ctx.i])), None, None
+
+
+def chain_forward(toolbox: Toolbox, policy, L: torch.Tensor, max_steps: int) -> tuple[torch.Tensor, list[list[int]]]:
+    """The agent's chains on ``L`` with gradients through the tools; each tool's parameter
+    gradient is scaled by 1 / (its uses in the batch).
+
+    The agent decides from the uint8 view of the current (detached) images, as in the
+    environment, so one forward pass both picks and applies the tools.
+    """
+    n = len(L)
+    uses = torch.zeros(NUM_TOOLS)
+    params = {i: dict(tool.named_parameters()) for i, tool in enumerate(toolbox.tools)}
+    current = L
+    chains: list[list[int]] = [[] for _ in range(n)]
+    active = np.ones(n, dtype=bool)
+    previous = np.zeros((n, NUM_TOOLS), dtype=np.float32)
+    state = None
+    for step in range(max_steps):
+        observation = {"image": to_uint8(current.detach()), "previous_action": previous.copy(),
+                       "step": np.full(n, step, dtype=np.int64)}
+        actions, state = policy.predict(observation, state, episode_start=np.full(n, step == 0), deterministic=True)
+        actions = np.asarray(actions, dtype=np.int64).reshape(n)
+        active &= actions != STOP
+        if not active.any():
+            break
+        nxt = current
+        for i in np.unique(actions[active]).tolist():
+            rows = np.nonzero(active & (actions == i))[0]
+            index = torch.as_tensor(rows, device=L.device)
+            scaled = {k: _PerUseGradient.apply(p, uses, i) for k, p in params[i].items()}
+            out = functional_call(toolbox.tools[i], scaled, (current[index].contiguous(memory_format=torch.channels_last),))
+            nxt = nxt.index_put((index,), out.clamp(0.0, 1.0))
+            uses[i] += len(rows)
+            for r in rows:
+                chains[r].append(i)
+        previous[:] = 0.0
+        previous[np.nonzero(active)[0], actions[active]] = 1.0
+        current = nxt
+    return current, chains
+
+
+class JointTuningTask:
+    """Trainer task: the toolbox is the model; the agent only chooses."""
+
+    def __init__(self, settings: JointTuningSettings, device: torch.device | str = "cpu") -> None:
+        from ..tools import load_toolbox
+
+        self.settings = settings
+        self.model = load_toolbox(settings.toolbox, "cpu").train()
+        self.agent: RecurrentQPolicy = load_agent(settings.agent)
+        self.agent.network.requires_grad_(False)
+        self.sampler = make_sampler(settings.data, "train", self.agent.network.patch_size)
+        self._test_sets: dict | None = None
+
+    def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = step_rng(seed, step, rank)
+        patches = [draw_patch(self.sampler, rng, self.settings.level, training_rules=True)[0]
+                   for _ in range(self.settings.batch_size)]
+        return to_tensor([p.L for p in patches]), to_tensor([p.H for p in patches])
+
+    def _agent_on(self, device: torch.device) -> RecurrentQPolicy:
+        if self.agent.device != device:
+            self.agent.network.to(device)
+            self.agent.device = device
+        return self.agent
+
+    def loss(self, model: nn.Module, batch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        L, H = (t.to(device, non_blocking=True) for t in batch)
+        E, chains = chain_forward(model, self._agent_on(device), L, self.settings.max_steps)
+        per_patch = ((E - H) ** 2).flatten(1).mean(1)
+        loss = per_patch.sum()  # each tool's share is averaged over its uses by chain_forward
+        with torch.no_grad():
+            gain = float((batch_psnr(E, H) - batch_psnr(L, H)).mean())
+        return loss, {"mse": float(per_patch.detach().mean()), "train_gain": gain,
+                      "chain_length": float(np.mean([len(c) for c in chains]))}
+
+    def test_sets(self):
+        if self._test_sets is None:
+            s = self.settings
+            self._test_sets = {level: held_out_set(level, s.eval_patches, s.data) for level in s.eval_levels}
+        return self._test_sets
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        out = {}
+        for level, test in self.test_sets().items():
+            L, H = test.L.to(device), test.H.to(device)
+            E, chains, _ = run_policy(self._agent_on(device), model, L, self.settings.max_steps)
+            out[f"{level}/psnr"] = float(batch_psnr(E, H).mean())
+            out[f"{level}/gain"] = float((batch_psnr(E, H) - batch_psnr(L, H)).mean())
+        return out
+
+    def sample_images(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+        test = self.test_sets()[self.settings.level]
+        L, H = test.L[:1].to(device), test.H[:1].to(device)
+        E, _, _ = run_policy(self._agent_on(device), model, L, self.settings.max_steps)
+        return {"L_E_H": torch.cat([L[0], E[0], H[0]], dim=2)}
+
+
+def joint_tune(settings: JointTuningSettings, trainer: TrainerSettings, output: str | Path | None = None) -> dict[str, float]:
+    """Fine-tune the toolbox jointly; write it to ``output`` (default out_dir/toolbox.safetensors)."""
+    task = JointTuningTask(settings)
+    metrics = Trainer(trainer, (settings,)).fit(task)
+    if int(os.environ.get("RANK", "0")) == 0:
+        output = Path(output) if output else Path(trainer.out_dir) / "toolbox.safetensors"
+        task.model.cpu().save(output, joint_tuning_iterations=trainer.iterations, agent=settings.agent or "shipped")
+    return metrics
