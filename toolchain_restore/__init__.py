@@ -15,9 +15,10 @@ from gymnasium.envs.registration import register, registry
 from .degrade import DegradationParams, degrade
 from .tools import Toolbox, load_toolbox
 from .agents import load_agent  # after tools: the agents build on them
+from .restore import RestoreResult, restore  # after agents: it drives the agent and the tools
 
 
-__all__ = ["degrade", "DegradationParams", "Toolbox", "load_toolbox", "load_agent", "ENV_ID"]
+__all__ = ["degrade", "DegradationParams", "Toolbox", "load_toolbox", "load_agent", "restore", "RestoreResult", "ENV_ID"]
 __version__ = "0.1.0"
 
 ENV_ID = "ToolchainRestore-v0"

@@ -41,6 +41,79 @@ def _train_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _joint_tune(args: argparse.Namespace) -> int:
+    from .agents.joint import JointTuningSettings, joint_tune
+    from .training import TrainerSettings
+
+    metrics = joint_tune(settings_from_args(JointTuningSettings, args), settings_from_args(TrainerSettings, args), args.output)
+    for k, v in sorted(metrics.items()):
+        print(f"{k}: {v:.3f} dB")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.report import markdown_report
+    from .evaluation.run import EvaluationSettings, run_evaluation
+
+    settings = settings_from_args(EvaluationSettings, args)
+    print(markdown_report(run_evaluation(settings)))
+    print(f"wrote {settings.out_dir}/report.md, chart.png, results.json (TensorBoard scalars beside them)")
+    return 0
+
+
+def _fixed_chain(args: argparse.Namespace) -> int:
+    from .evaluation.run import FIXED_CHAIN_KEY, search_fixed_chain
+    from .tools import load_toolbox
+    from .training import resolve_device
+
+    toolbox = load_toolbox(args.toolbox, resolve_device(args.device))
+    chain, mean_psnr = search_fixed_chain(toolbox, args.patches, args.data, args.level, args.max_steps)
+    numbers = ",".join(str(i + 1) for i in chain)
+    print(f"best fixed chain on {args.patches} {args.level} train patches: {numbers or '(none)'} "
+          f"(mean PSNR {mean_psnr:.2f} dB)")
+    if args.write:
+        if args.toolbox is None:
+            print("--write needs --toolbox: the file to record the chain in")
+            return 2
+        toolbox.save(args.toolbox, **{**getattr(toolbox, "config", {}), FIXED_CHAIN_KEY: numbers,
+                                      f"{FIXED_CHAIN_KEY}_patches": args.patches})
+        print(f"recorded it in {args.toolbox}")
+    return 0
+
+
+def _train_sb3(args: argparse.Namespace) -> int:
+    import json
+
+    from .agents.sb3 import SB3Settings, train_sb3
+
+    settings = settings_from_args(SB3Settings, args)
+    try:
+        train_sb3(settings, progress=args.progress)
+    except ImportError as err:  # stable-baselines3 / sb3-contrib are an optional extra
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    moderate = json.loads((settings.run_dir / "eval.json").read_text())["moderate"]
+    print(f"held-out moderate: {moderate['input_psnr']:.2f} -> {moderate['psnr']:.2f} dB ({moderate['gain']:+.2f} dB)")
+    print(f"wrote {settings.run_dir}/model.zip (TensorBoard logs beside it)")
+    return 0
+
+
+def _train_baseline(args: argparse.Namespace) -> int:
+    from .baselines.training import CNNBaselineSettings, train_baseline
+    from .training import TrainerSettings
+
+    settings = settings_from_args(CNNBaselineSettings, args)
+    # One default folder per architecture, so training both never mixes checkpoints.
+    trainer = settings_from_args(TrainerSettings, args, out_dir=args.out_dir or f"runs/baseline_{settings.arch}")
+    metrics = train_baseline(settings, trainer, args.output)
+    for level in ("mild", "moderate", "severe"):
+        if f"psnr/{level}" in metrics:
+            print(f"held-out {level}: {metrics[f'input_psnr/{level}']:.2f} -> {metrics[f'psnr/{level}']:.2f} dB "
+                  f"({metrics[f'gain/{level}']:+.2f} dB)")
+    print(f"wrote {args.output or f'{trainer.out_dir}/{settings.arch}.safetensors'} (TensorBoard logs beside it)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, run_demo
 
@@ -48,9 +121,64 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .agents import load_agent
+    from .data.image_io import NATIVE_EXTENSIONS, check_writable, read_native, write_native
+    from .restore import restore
+    from .serialization import WeightsError
+    from .tools import load_toolbox
+    from .training import resolve_device
+
+    source, target = Path(args.input), Path(args.output)
+    if source.is_dir():
+        if target.exists() and not target.is_dir():
+            print(f"error: {source} is a folder, so OUT must be a folder too; {target} is a file", file=sys.stderr)
+            return 2
+        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*"))
+                 if p.is_file() and p.suffix.lower() in NATIVE_EXTENSIONS]
+        if not pairs:
+            print(f"error: no images in {source} (looked for {', '.join(NATIVE_EXTENSIONS)})", file=sys.stderr)
+            return 2
+    elif source.is_file():
+        pairs = [(source, target / source.name if target.is_dir() else target)]
+    else:
+        print(f"error: no image file or folder at {source}", file=sys.stderr)
+        return 2
+    try:  # refuse an unknown output format before any work
+        for _, out in pairs:
+            check_writable(out)
+        device = resolve_device(args.device)
+        toolbox, agent = load_toolbox(args.toolbox, device), load_agent(args.agent, device)
+    except (ValueError, WeightsError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed = 0
+    for src, out in pairs:
+        try:
+            image = read_native(src)
+            check_writable(out, image)
+            result = restore(image, args.mode, agent, toolbox, args.max_steps, device,
+                             stride=args.stride, batch_size=args.batch_size)
+            write_native(out, result.image)
+        except (ValueError, OSError) as err:  # ImageReadError is a ValueError
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{src} -> {out}: {result.summary()}")
+    if failed:
+        print(f"{failed} of {len(pairs)} images failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .agents.dqn import DQNSettings
+    from .agents.joint import JointTuningSettings
+    from .agents.sb3 import SB3Settings
+    from .baselines.training import CNNBaselineSettings
     from .demo import DemoSettings
+    from .evaluation.run import EvaluationSettings
     from .tools.training import ToolTrainingSettings
     from .training import TrainerSettings
 
@@ -60,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="restore held-out embedded images at three severities with the shipped toolbox")
     add_settings_arguments(p, DemoSettings)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("restore", help="restore an image (or a folder of images) of any size, keeping its format")
+    p.add_argument("input", metavar="IN", help="image file, or a folder (restored recursively)")
+    p.add_argument("output", metavar="OUT", help="output file (its extension picks the format), or a folder")
+    p.add_argument("--mode", choices=["vote", "blend"], default="vote",
+                   help="vote: one chain by majority over 63x63 patches (official); blend: a chain per overlapping patch")
+    p.add_argument("--agent", default=None, help="agent file (default: the shipped one)")
+    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
+    p.add_argument("--max-steps", type=int, default=3, help="longest chain")
+    p.add_argument("--stride", type=int, default=47, help="blend mode: step between the 63x63 patches")
+    p.add_argument("--batch-size", type=int, default=256, help="patches handled at once (bounds memory)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_restore)
 
     p = sub.add_parser("train-tools", help="train the 12 tools (or some of them) on their own bands")
     add_settings_arguments(p, ToolTrainingSettings)
@@ -73,6 +214,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", type=lambda v: v.lower() in ("1", "true", "yes", "on"), default=True, help="show a progress bar")
     add_settings_arguments(p, DQNSettings, only_given=True)
     p.set_defaults(func=_train_agent)
+
+    p = sub.add_parser("joint-tune", help="fine-tune the tools through the frozen agent's toolchains (Algorithm 1)")
+    add_settings_arguments(p, JointTuningSettings)
+    add_settings_arguments(p, TrainerSettings)
+    p.add_argument("--output", default=None, help="where to write the toolbox (default: OUT_DIR/toolbox.safetensors)")
+    p.set_defaults(func=_joint_tune, out_dir="runs/joint", lr=1e-4, schedule="constant")
+
+    p = sub.add_parser("evaluate", help="the paper's test protocol: agent, baselines and oracles on fixed test sets")
+    add_settings_arguments(p, EvaluationSettings)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("fixed-chain", help="find the one toolchain that is best on average on train patches")
+    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
+    p.add_argument("--data", default=None, help="folder of clean images (default: the embedded train images)")
+    p.add_argument("--patches", type=int, default=64, help="train patches every chain is scored on")
+    p.add_argument("--level", default="moderate", help="severity of the patches")
+    p.add_argument("--max-steps", type=int, default=3, help="longest chain")
+    p.add_argument("--write", action="store_true", help="record the chain in the --toolbox file (read by evaluate)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_fixed_chain)
+
+    p = sub.add_parser("train-sb3", help="train a Stable-Baselines3 agent (DQN or RecurrentPPO) for comparison")
+    p.add_argument("--progress", type=lambda v: v.lower() in ("1", "true", "yes", "on"), default=True,
+                   help="print SB3's training table as it goes")
+    add_settings_arguments(p, SB3Settings)
+    p.set_defaults(func=_train_sb3)
+
+    p = sub.add_parser("train-baseline", help="train a DnCNN or VDSR baseline on the agent's moderate training patches")
+    add_settings_arguments(p, CNNBaselineSettings)
+    add_settings_arguments(p, TrainerSettings)
+    p.add_argument("--output", default=None, help="where to write the network (default: OUT_DIR/ARCH.safetensors)")
+    p.set_defaults(func=_train_baseline, out_dir=None)
 
     p = sub.add_parser("evaluate-tools", help="PSNR gain of every tool on every tool's band (held-out patches)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
