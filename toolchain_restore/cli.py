@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolchain-restore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="restore held-out embedded images at three severities with the shipped toolbox")
+    p = sub.add_parser("demo", help="the main job: the shipped agent vs the baselines on held-out patches, and on whole images in vote and blend modes")
     add_settings_arguments(p, DemoSettings)
     p.set_defaults(func=_demo)
 

@@ -1,24 +1,38 @@
-"""The main job on the embedded default: degrade held-out images at three severities and
-restore each with the best greedy toolchain of the shipped toolbox."""
+"""The main job on the embedded default: the shipped agent against the baselines.
+
+Two parts, both on held-out images the agent and the tools never saw:
+
+1. The paper's Table 3 protocol on held-out 63x63 patches at each severity: the agent,
+   the random policy, the best fixed chain, the greedy oracle and the shipped DnCNN- and
+   VDSR-style CNNs, with PSNR, SSIM and multiply-adds per patch.
+2. Whole images (centre crops) degraded at each severity and restored by the agent in
+   both whole-image modes: "vote" (the official one, one chain for the image) and "blend"
+   (a chain per overlapping patch). The figure shows the vote chains step by step.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from .agents import greedy_toolchain
+from .agents import load_agent
 from .data import image_set
-from .data.tensors import to_tensor, to_uint8
 from .degrade import degrade
-from .envs.episode import action_name
+from .evaluation.figures import ChainTrace, chain_text, toolchain_figure
+from .evaluation.protocol import MethodResult, evaluate
+from .evaluation.report import markdown_report, plot_report
+from .evaluation.run import EvaluationSettings, build_methods
+from .evaluation.test_sets import EVALUATION_SEED, TestSet, held_out_set
+from .metrics import psnr
+from .restore import restore
 from .tools import load_toolbox
 from .training import resolve_device, settings_markdown
 
-__all__ = ["DemoSettings", "DemoRow", "run_demo"]
+__all__ = ["DemoSettings", "DemoRow", "DemoReport", "run_demo"]
 
 
 @dataclass
@@ -26,21 +40,29 @@ class DemoSettings:
     """Settings of ``toolchain-restore demo``."""
 
     out_dir: str = "runs/demo"
-    """Where the figure, the table and the TensorBoard logs go."""
+    """Where the figures, the tables and the TensorBoard logs go."""
     data: str | None = None
     """Folder of clean images; None = the embedded default's held-out (test) images."""
     levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
     """Severities to degrade at."""
+    patches: int = 128
+    """Held-out 63x63 patches per severity for the method table (0 skips the table)."""
+    methods: list[str] = field(default_factory=lambda: ["input", "agent", "random", "fixed", "greedy", "baselines"])
+    """Methods of the patch table (see ``toolchain-restore evaluate --help``)."""
     size: int = 256
-    """Side of the centre crop taken of each image (0 = whole image)."""
+    """Side of the centre crop taken of each whole image (0 = the whole image)."""
     max_images: int = 4
-    """Use at most this many held-out images."""
+    """Restore at most this many held-out whole images."""
     max_steps: int = 3
     """Longest toolchain."""
+    agent: str | None = None
+    """Agent file; None = the shipped agent."""
     toolbox: str | None = None
-    """Toolbox file; None = the shipped one."""
+    """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
+    baselines: list[str] = field(default_factory=list)
+    """CNN baseline files; none given = the shipped DnCNN- and VDSR-style networks."""
     seed: int = 0
-    """Seed of the degradations."""
+    """Seed of the whole-image degradations (the patch sets use the project's evaluation seed)."""
     device: str = "auto"
     """auto, cpu or cuda."""
     progress: bool = True
@@ -49,15 +71,25 @@ class DemoSettings:
 
 @dataclass
 class DemoRow:
+    """One whole image at one severity, restored by the agent in both modes."""
+
     image: str
     level: str
     input_psnr: float
-    restored_psnr: float
+    vote_psnr: float
+    blend_psnr: float
     chain: list[int]
-    macs: int
-    steps: list[np.ndarray]
-    psnrs: list[float]
-    clean: np.ndarray
+    """The vote mode's chain (tools 0..11)."""
+    vote_macs: int
+    blend_macs: int
+    blend_chain_length: float
+    trace: ChainTrace = field(repr=False)
+
+
+@dataclass
+class DemoReport:
+    patch_results: list[MethodResult]
+    rows: list[DemoRow]
 
 
 def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -68,101 +100,95 @@ def _centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-def chain_text(chain: list[int]) -> str:
-    return " > ".join(action_name(a) for a in chain) or "(none)"
-
-
-def figure(rows: list[DemoRow], max_steps: int, tile: int = 160) -> Image.Image:
-    """A grid: one row per (image, level): input, each step, clean, with PSNR under each."""
-    label_h, gap = 26, 4
-    cols = max_steps + 2
-    canvas = Image.new("RGB", (cols * (tile + gap), len(rows) * (tile + label_h + gap)), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for r, row in enumerate(rows):
-        y = r * (tile + label_h + gap)
-        cells = [(row.steps[0], f"{row.image} {row.level}", f"input {row.psnrs[0]:.2f} dB")]
-        for k in range(1, max_steps + 1):
-            if k < len(row.steps):
-                cells.append((row.steps[k], f"step {k}: {action_name(row.chain[k - 1])}", f"{row.psnrs[k]:.2f} dB"))
-            else:
-                cells.append((None, f"step {k}: stopped", ""))
-        cells.append((row.clean, "clean", ""))
-        for c, (img, top_text, bottom_text) in enumerate(cells):
-            x = c * (tile + gap)
-            if img is not None:
-                canvas.paste(Image.fromarray(img).resize((tile, tile), Image.BICUBIC), (x, y))
-            draw.text((x + 2, y + tile + 1), top_text, fill=(0, 0, 0))
-            draw.text((x + 2, y + tile + 13), bottom_text, fill=(0, 0, 0))
-    return canvas
-
-
-def run_demo(settings: DemoSettings) -> list[DemoRow]:
-    """Run the demo; print the table and write ``toolchains.png``, ``results.md`` and TensorBoard logs."""
-    from torch.utils.tensorboard import SummaryWriter
+def _whole_images(s: DemoSettings, agent, toolbox, device) -> list[DemoRow]:
     from tqdm.auto import tqdm
 
-    start = time.perf_counter()
-    device = resolve_device(settings.device)
-    toolbox = load_toolbox(settings.toolbox, device)
-    images = image_set(settings.data, "test")
-    indices = list(range(min(settings.max_images, len(images))))
-    out_dir = Path(settings.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    rows: list[DemoRow] = []
-    jobs = [(i, level) for i in indices for level in settings.levels]
-    for k, (i, level) in enumerate(tqdm(jobs, desc="demo", disable=not settings.progress)):
+    images = image_set(s.data, "test")
+    jobs = [(i, level) for i in range(min(s.max_images, len(images))) for level in s.levels]
+    rows = []
+    for k, (i, level) in enumerate(tqdm(jobs, desc="whole images", disable=not s.progress)):
         clean = images.get(i)
-        if clean is None:
+        if clean is None:  # unreadable: ImageSet already said which file
             continue
-        clean = _centre_crop(clean, settings.size)
-        degraded, _ = degrade(clean, level, np.random.default_rng([settings.seed, i, k]))
-        H, L = to_tensor([clean], device), to_tensor([degraded], device)
-        result = greedy_toolchain(toolbox, L, H, settings.max_steps)
-        chain = result.toolchains[0]
-        macs = sum(toolbox.macs(a, *clean.shape[:2]) for a in chain)
-        steps = [degraded] + [to_uint8(s)[0].transpose(1, 2, 0) for s in result.steps[1 : len(chain) + 1]]
-        rows.append(
-            DemoRow(images.paths[i].name, level, result.psnrs[0][0], result.psnrs[0][-1], chain, macs, steps, result.psnrs[0], clean)
-        )
-
-    lines = [
-        "| image | level | input PSNR (dB) | restored PSNR (dB) | toolchain | multiply-adds (G) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row.image} | {row.level} | {row.input_psnr:.2f} | {row.restored_psnr:.2f} | "
-            f"{chain_text(row.chain)} | {row.macs / 1e9:.2f} |"
-        )
-    summary = ["", "| level | mean input PSNR | mean restored PSNR | mean gain | mean multiply-adds (G) |", "|---|---|---|---|---|"]
-    writer = SummaryWriter(str(out_dir))
-    for s, level in enumerate(settings.levels):
-        sel = [r for r in rows if r.level == level]
-        if not sel:
-            continue
-        inp = float(np.mean([r.input_psnr for r in sel]))
-        out = float(np.mean([r.restored_psnr for r in sel]))
-        macs = float(np.mean([r.macs for r in sel]))
-        summary.append(f"| {level} | {inp:.2f} | {out:.2f} | {out - inp:+.2f} | {macs / 1e9:.2f} |")
-        writer.add_scalar("demo/input_psnr", inp, s)
-        writer.add_scalar("demo/restored_psnr", out, s)
-        writer.add_scalar(f"demo/{level}/gain", out - inp, 0)
-    table = "\n".join(lines + summary)
-    fig = figure(rows, settings.max_steps)
-    fig.save(out_dir / "toolchains.png")
-    writer.add_image("demo/toolchains", np.asarray(fig), 0, dataformats="HWC")
-    writer.add_text("demo/results", table, 0)
-    writer.add_text("settings", settings_markdown(settings), 0)
-    writer.close()
-    crop = f"{settings.size}x{settings.size} centre crops" if settings.size > 0 else "whole images"
-    header = (
-        f"Greedy toolchains (tool chosen with the ground truth at each step, stop when none helps) "
-        f"on {len(indices)} held-out images ({crop}), seed {settings.seed}."
-    )
-    (out_dir / "results.md").write_text(header + "\n\n" + table + "\n")
-    print(header)
-    print(table)
-    print(f"\nwrote {out_dir / 'toolchains.png'}, {out_dir / 'results.md'} and TensorBoard logs in {out_dir} "
-          f"({time.perf_counter() - start:.0f} s)")
+        clean = _centre_crop(clean, s.size)
+        degraded, _ = degrade(clean, level, np.random.default_rng([s.seed, i, k]))
+        vote = restore(degraded, "vote", agent, toolbox, s.max_steps, device, progress=False, keep_steps=True)
+        blend = restore(degraded, "blend", agent, toolbox, s.max_steps, device, progress=False)
+        name = images.paths[i].name
+        trace = ChainTrace(f"{name} {level}", vote.chain, vote.steps, [psnr(x, clean) for x in vote.steps], clean)
+        rows.append(DemoRow(name, level, psnr(degraded, clean), psnr(vote.image, clean), psnr(blend.image, clean),
+                            vote.chain, vote.macs, blend.macs, float(np.mean([len(c) for c in blend.chains])), trace))
     return rows
+
+
+def _whole_image_tables(rows: list[DemoRow], levels: list[str]) -> str:
+    lines = ["| image | level | input PSNR | vote PSNR | blend PSNR | vote toolchain | vote / blend multiply-adds (G) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.image} | {r.level} | {r.input_psnr:.2f} | {r.vote_psnr:.2f} | {r.blend_psnr:.2f} | "
+                     f"{chain_text(r.chain)} | {r.vote_macs / 1e9:.2f} / {r.blend_macs / 1e9:.2f} |")
+    lines += ["", "| level | mean input PSNR | mean vote PSNR | mean blend PSNR | vote gain | blend gain |",
+              "|---|---|---|---|---|---|"]
+    for level in levels:
+        sel = [r for r in rows if r.level == level]
+        if sel:
+            inp, vote, blend = (float(np.mean([getattr(r, a) for r in sel])) for a in ("input_psnr", "vote_psnr", "blend_psnr"))
+            lines.append(f"| {level} | {inp:.2f} | {vote:.2f} | {blend:.2f} | {vote - inp:+.2f} | {blend - inp:+.2f} |")
+    return "\n".join(lines)
+
+
+def run_demo(settings: DemoSettings) -> DemoReport:
+    """Run the demo; print the tables and write ``results.md``, ``toolchains.png``,
+    ``chart.png``, ``results.json`` and TensorBoard logs to ``out_dir``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    s = settings
+    start = time.perf_counter()
+    device = resolve_device(s.device)
+    toolbox = load_toolbox(s.toolbox, device)
+    agent = load_agent(s.agent, device)
+    out_dir = Path(s.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(out_dir))
+    writer.add_text("settings", settings_markdown(s), 0)
+
+    sections = []
+    patch_results: list[MethodResult] = []
+    if s.patches > 0:
+        evaluation = EvaluationSettings(levels=s.levels, patches=s.patches, data=s.data, methods=s.methods,
+                                        agent=s.agent, toolbox=s.toolbox, baselines=s.baselines,
+                                        max_steps=s.max_steps, device=s.device)
+        methods = build_methods(evaluation, toolbox, device)
+        sets = [held_out_set(level, s.patches, s.data) for level in s.levels]
+        patch_results = evaluate(methods, [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in sets],
+                                 s.max_steps, writer)
+        plot_report(patch_results, out_dir / "chart.png")
+        sections.append(f"## Held-out 63x63 patches, every method (seed {EVALUATION_SEED})\n\n"
+                        + markdown_report(patch_results))
+
+    rows = _whole_images(s, agent, toolbox, device)
+    crop = f"{s.size}x{s.size} centre crops" if s.size > 0 else "whole images"
+    sections.append(f"## Held-out whole images ({crop}, seed {s.seed}): the agent's two whole-image modes\n\n"
+                    + _whole_image_tables(rows, s.levels))
+    if rows:
+        figure = toolchain_figure([r.trace for r in rows], s.max_steps)
+        figure.save(out_dir / "toolchains.png")
+        writer.add_image("demo/toolchains", np.asarray(figure), 0, dataformats="HWC")
+    for k, level in enumerate(s.levels):
+        sel = [r for r in rows if r.level == level]
+        if sel:
+            for mode in ("vote", "blend"):
+                gain = float(np.mean([getattr(r, f"{mode}_psnr") - r.input_psnr for r in sel]))
+                writer.add_scalar(f"demo/whole_image_gain/{mode}", gain, k)
+    text = "\n\n".join(sections)
+    writer.add_text("demo/results", text, 0)
+    writer.close()
+    (out_dir / "results.md").write_text(f"# Demo\n\n{text}\n\nMade in {time.perf_counter() - start:.0f} s.\n")
+    (out_dir / "results.json").write_text(json.dumps({
+        "patches": [{k: v for k, v in asdict(r).items() if k != "restoration"} for r in patch_results],
+        "whole_images": [{k: v for k, v in asdict(r).items() if k != "trace"} for r in rows],
+    }, indent=2))
+    print(text)
+    print(f"\nwrote {out_dir}/results.md, toolchains.png (the agent's chains step by step), chart.png "
+          f"(PSNR vs multiply-adds) and TensorBoard logs ({time.perf_counter() - start:.0f} s)")
+    return DemoReport(patch_results, rows)

@@ -100,6 +100,9 @@ class RestoreResult:
     """Multiply-adds of the agent's decisions (``RecurrentQNetwork.macs_per_step`` each)."""
     seconds: float = 0.0
     """Time spent restoring (weights already loaded)."""
+    steps: list[np.ndarray] = field(default_factory=list)
+    """Vote mode with ``keep_steps``: the input, then the image after each tool of ``chain``,
+    in the input's format."""
 
     @property
     def macs(self) -> int:
@@ -317,7 +320,7 @@ def _bar(total: int, progress: bool | None, patches: int, desc: str):
 
 
 def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, device: torch.device,
-          batch_size: int, progress: bool | None) -> RestoreResult:
+          batch_size: int, progress: bool | None, keep_steps: bool = False) -> RestoreResult:
     height, width = rgb.shape[:2]
     rows, cols = -(-height // PATCH_SIZE), -(-width // PATCH_SIZE)
     canvas = _pad(rgb, 0, rows * PATCH_SIZE - height, 0, cols * PATCH_SIZE - width)
@@ -329,6 +332,7 @@ def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, dev
     chain: list[int] = []
     votes: list[dict[int, int]] = []
     tool_macs = agent_macs = 0
+    steps = [rgb] if keep_steps else []
     with _bar(max_steps, progress, n, "vote") as bar:
         for step in range(max_steps):
             patches = x.reshape(3, rows, PATCH_SIZE, cols, PATCH_SIZE).permute(1, 3, 0, 2, 4)
@@ -345,8 +349,11 @@ def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, dev
             tool_macs += toolbox.macs(winner, x.shape[-2], x.shape[-1])
             chain.append(winner)
             previous = _one_hot(np.full(n, winner))
+            if keep_steps:
+                steps.append(x[0, :, :height, :width].permute(1, 2, 0).cpu().numpy())
     restored = x[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
-    return RestoreResult(restored, "vote", chain, [list(chain) for _ in range(n)], origins, votes, tool_macs, agent_macs)
+    return RestoreResult(restored, "vote", chain, [list(chain) for _ in range(n)], origins, votes, tool_macs, agent_macs,
+                         steps=steps)
 
 
 @torch.no_grad()
@@ -436,6 +443,7 @@ def restore(
     *,
     stride: int = DEFAULT_STRIDE,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    keep_steps: bool = False,
 ) -> RestoreResult:
     """Restore a whole image of any size with the agent's toolchains.
 
@@ -454,6 +462,7 @@ def restore(
         progress: show a tqdm bar; None shows one only for large images.
         stride: blend mode, the step between patches (1..63; 63 = no overlap).
         batch_size: patches handled at once, to bound memory.
+        keep_steps: vote mode only, keep the image after every step in ``result.steps``.
 
     Returns:
         A :class:`RestoreResult`; its ``image`` has the input's shape and dtype.
@@ -470,6 +479,8 @@ def restore(
         raise ValueError(f"stride must be an int in 1..{PATCH_SIZE}, got {stride!r}")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if keep_steps and mode != "vote":
+        raise ValueError("keep_steps needs mode='vote': in blend mode every patch has its own chain")
     rgb, fmt = _to_float_rgb(image)
     device = _resolve_device(device)
     tools = load_toolbox(toolbox, device)
@@ -480,9 +491,10 @@ def restore(
     start = time.perf_counter()  # restoration alone, not loading the weights
     with torch.no_grad():
         if mode == "vote":
-            result = _vote(rgb, policy, tools, int(max_steps), device, int(batch_size), progress)
+            result = _vote(rgb, policy, tools, int(max_steps), device, int(batch_size), progress, keep_steps)
         else:
             result = _blend(rgb, policy, tools, int(max_steps), device, int(batch_size), progress, int(stride))
     result.image = _from_float_rgb(result.image, fmt)
+    result.steps = [_from_float_rgb(step, fmt) for step in result.steps]
     result.seconds = time.perf_counter() - start
     return result

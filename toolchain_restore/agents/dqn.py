@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..envs import ToolchainRestoreVectorEnv
 from ..envs.episode import STOP, shared_toolbox
+from ..evaluation.figures import toolchain_figure, trace_policy
 from ..evaluation.protocol import run_policy
 from ..evaluation.test_sets import EVALUATION_SEED, held_out_set
 from ..metrics import batch_psnr
@@ -138,6 +139,17 @@ def evaluate_agent(
     }
 
 
+TOOLCHAIN_PICTURE_PATCHES = 4
+"""Held-out moderate patches whose toolchains are drawn in TensorBoard at each evaluation."""
+
+
+def toolchain_picture(policy: RecurrentQPolicy, s: DQNSettings, device: torch.device):
+    """The agent's greedy toolchains on the first held-out moderate patches, step by step."""
+    test = held_out_set("moderate", TOOLCHAIN_PICTURE_PATCHES, s.data)
+    traces = trace_policy(policy, shared_toolbox(s.toolbox, device), test.L.to(device), test.H.to(device), s.max_steps)
+    return toolchain_figure(traces, s.max_steps, tile=126)
+
+
 RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir"}
 """Settings a resumed run may change; any other difference makes the checkpoint refuse to load."""
 
@@ -231,7 +243,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     images = [[obs["image"][i]] for i in range(n)]
     actions_of: list[list[int]] = [[] for _ in range(n)]
     rewards_of: list[list[float]] = [[] for _ in range(n)]
-    recent_returns, recent_lengths, recent_stops = [], [], []
+    recent_returns, recent_lengths, recent_stops, recent_actions = [], [], [], []
     start, start_step = time.perf_counter(), global_step
     bar = tqdm(total=s.total_steps, initial=global_step, disable=not progress, desc="agent")
 
@@ -254,6 +266,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                 recent_returns.append(sum(rewards_of[i]))
                 recent_lengths.append(sum(a < NUM_TOOLS for a in actions_of[i]))
                 recent_stops.append(actions_of[i][-1] == STOP)
+                recent_actions += actions_of[i]
         for i in np.nonzero(resetting)[0]:  # the env reset this row: a new episode starts here
             images[i], actions_of[i], rewards_of[i] = [obs["image"][i]], [], []
         fresh = resetting | terminated
@@ -297,7 +310,10 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
             writer.add_scalar("charts/steps_per_second", (global_step - start_step) / (time.perf_counter() - start), global_step)
-            recent_returns, recent_lengths, recent_stops = [], [], []
+            usage = np.bincount(recent_actions, minlength=NUM_TOOLS + 1)[:NUM_TOOLS]
+            for k in range(NUM_TOOLS):
+                writer.add_scalar(f"charts/tool_usage/tool{k + 1:02d}", usage[k] / max(1, usage.sum()), global_step)
+            recent_returns, recent_lengths, recent_stops, recent_actions = [], [], [], []
 
         if global_step >= next_eval or global_step >= s.total_steps:
             next_eval += s.eval_every
@@ -305,6 +321,8 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                 result = evaluate_agent(policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps, device=device)
                 for key, value in result.items():
                     writer.add_scalar(f"eval/{level}/{key}", value, global_step)
+            writer.add_image("images/toolchains", np.asarray(toolchain_picture(policy, s, device)), global_step,
+                             dataformats="HWC")
             policy.save(out_dir / "agent.safetensors")
         if global_step >= next_checkpoint or global_step >= s.total_steps:
             next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every

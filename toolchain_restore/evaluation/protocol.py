@@ -53,12 +53,16 @@ def _chain_macs(toolbox: Toolbox, chains: Sequence[Chain], size: int) -> np.ndar
 
 @torch.no_grad()
 def run_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, max_steps: int = 3,
-               deterministic: bool = True) -> tuple[torch.Tensor, list[Chain], np.ndarray]:
+               deterministic: bool = True, trace: list[torch.Tensor] | None = None,
+               ) -> tuple[torch.Tensor, list[Chain], np.ndarray]:
     """Episodes of ``policy`` on every row of ``L`` at once, as the environment runs them
     (the policy sees the uint8 view of the clamped float state). Returns the final images,
-    the chains and the number of decisions each row took."""
+    the chains and the number of decisions each row took. A ``trace`` list receives the
+    state of all rows before the first step and after every step that applied a tool."""
     n = len(L)
     current = L.clone()
+    if trace is not None:
+        trace.append(current.clone())
     chains: list[list[int]] = [[] for _ in range(n)]
     decisions = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
@@ -78,6 +82,8 @@ def run_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, max_steps: int = 
         chosen = torch.as_tensor(actions[rows], device=L.device)
         index = torch.as_tensor(rows, device=L.device)
         current[index] = toolbox.apply(current[index], chosen).clamp_(0.0, 1.0)
+        if trace is not None:
+            trace.append(current.clone())
         previous[:] = 0.0
         previous[rows, actions[rows]] = 1.0
         for r in rows:
