@@ -17,7 +17,7 @@ from toolchain_restore.baselines import (
     load_baseline,
     save_baseline,
 )
-from toolchain_restore.baselines.training import CNNBaselineSettings, CNNBaselineTask, held_out_patches, train_baseline
+from toolchain_restore.baselines.training import CNNBaselineSettings, CNNBaselineTask, train_baseline
 from toolchain_restore.serialization import WeightsError, save_weights
 from toolchain_restore.training import Trainer, TrainerSettings
 
@@ -174,15 +174,12 @@ def test_batches_are_a_pure_function_of_the_step(arch):
     assert not torch.equal(L, H)
 
 
-def test_held_out_patches_are_the_agent_evaluations():
-    from toolchain_restore.data.tensors import to_uint8
-    from toolchain_restore.envs import ToolchainRestoreVectorEnv
+def test_baselines_are_scored_on_the_agent_evaluations_patches():
+    from toolchain_restore.evaluation import held_out_set
 
-    envs = ToolchainRestoreVectorEnv(3, level="severe", split="test", prefetch=False)
-    obs, _ = envs.reset(seed=12345)  # what agents.dqn.evaluate_agent does
-    envs.close()
-    L, H = held_out_patches("severe", 3)
-    assert np.array_equal(obs["image"], to_uint8(L))
+    task = CNNBaselineTask(CNNBaselineSettings(eval_patches=3))
+    for level, test in task.test_sets().items():
+        assert torch.equal(test.L, held_out_set(level, 3).L) and torch.equal(test.H, held_out_set(level, 3).H)
 
 
 class CrashAt:

@@ -4,7 +4,7 @@ For the comparison to be fair the baseline must see what the agent sees: patches
 train split, one random mix of the severity band per patch, drawn by the environment's
 own :func:`~toolchain_restore.envs.episode.draw_patch` (same sampler, same degradation,
 same training rule that skips patches above 50 dB). And it is scored on the very
-held-out patches the agent's evaluation draws (:func:`held_out_patches`).
+held-out patches the agent's evaluation draws (:func:`~toolchain_restore.evaluation.held_out_set`).
 """
 
 from __future__ import annotations
@@ -14,22 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
-from gymnasium.utils import seeding
 from torch import nn
 
 from ..data.tensors import to_tensor
 from ..degrade import SEVERITY_BANDS
 from ..envs.episode import check_arguments, draw_patch, make_sampler
+from ..evaluation.test_sets import EVALUATION_SEED, TestSet, held_out_set
 from ..metrics import batch_psnr
 from ..training import Trainer, TrainerSettings, step_rng
 from .cnn import BASELINE_ARCHITECTURES, load_baseline, save_baseline
 
-__all__ = ["CNNBaselineSettings", "CNNBaselineTask", "train_baseline", "held_out_patches", "evaluate_baseline", "AGENT_EVAL_SEED"]
-
-AGENT_EVAL_SEED = 12345
-"""The seed of the agent's held-out evaluation (``agents.dqn.evaluate_agent``)."""
+__all__ = ["CNNBaselineSettings", "CNNBaselineTask", "train_baseline", "evaluate_baseline"]
 
 _EVAL_CHUNK = 32
 
@@ -60,28 +56,12 @@ class CNNBaselineSettings:
     """Held-out patches per severity (the agent's CPU preset evaluates 128)."""
     eval_patch_size: int = 63
     """Side of the held-out patches: 63, the protocol's and the agent's, whatever patch_size is."""
-    eval_seed: int = AGENT_EVAL_SEED
+    eval_seed: int = EVALUATION_SEED
     """Seed of the held-out patches; the default draws exactly the agent evaluation's patches."""
     init: str | None = None
     """Start from this baseline file instead of random weights (its architecture must match arch)."""
     init_seed: int = 0
     """Seed of the initial weights (batches are seeded by the trainer's --seed)."""
-
-
-def held_out_patches(
-    level: str, count: int, data: str | None = None, patch_size: int = 63, seed: int = AGENT_EVAL_SEED
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L, H) test-split patches, N x 3 x P x P in [0, 1], the same as the agent's evaluation draws.
-
-    ``agents.dqn.evaluate_agent`` resets a vector env of ``count`` rows with ``seed``: row
-    ``k`` gets the Gymnasium generator of ``seed + k`` and draws its first patch with
-    :func:`draw_patch` without the training rules. Doing the same here scores the baselines
-    and the agent on identical patches.
-    """
-    check_arguments(level, "test", 1, patch_size, None, [])
-    sampler = make_sampler(data, "test", patch_size)
-    patches = [draw_patch(sampler, seeding.np_random(seed + k)[0], level, False)[0] for k in range(count)]
-    return to_tensor([p.L for p in patches]), to_tensor([p.H for p in patches])
 
 
 @torch.no_grad()
@@ -121,7 +101,7 @@ class CNNBaselineTask:
                 self.model = BASELINE_ARCHITECTURES[settings.arch](depth=settings.depth, channels=settings.channels)
         # The env's cached sampler: the same images and the same decoded-image cache.
         self.sampler = make_sampler(settings.data, "train", settings.patch_size)
-        self._test_sets: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._test_sets: dict[str, TestSet] | None = None
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(L, H) patches of ``step``: a pure function of (seed, step, rank), so resuming is exact."""
@@ -136,27 +116,27 @@ class CNNBaselineTask:
         mse = torch.mean((E - H) ** 2)
         return mse, {"mse": mse.item(), "train_psnr": float(batch_psnr(E.clamp(0, 1), H).mean())}
 
-    def test_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def test_sets(self) -> dict[str, TestSet]:
         """The held-out patches of every severity (drawn once, on first use)."""
         if self._test_sets is None:
             s = self.settings
             self._test_sets = {
-                level: held_out_patches(level, s.eval_patches, s.data, s.eval_patch_size, s.eval_seed)
+                level: held_out_set(level, s.eval_patches, s.data, s.eval_seed, s.eval_patch_size)
                 for level in SEVERITY_BANDS
             }
         return self._test_sets
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         out = {}
-        for level, (L, H) in self.test_sets().items():
-            for key, value in evaluate_baseline(model, L, H, device).items():
+        for level, test in self.test_sets().items():
+            for key, value in evaluate_baseline(model, test.L, test.H, device).items():
                 out[f"{key}/{level}"] = value
         return out
 
     def sample_images(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
         images = {}
-        for level, (L, H) in self.test_sets().items():
-            l, h = L[:1].to(device), H[:1].to(device)
+        for level, test in self.test_sets().items():
+            l, h = test.L[:1].to(device), test.H[:1].to(device)
             images[f"{level}_L_E_H"] = torch.cat([l[0], model(l).clamp(0, 1)[0], h[0]], dim=2)
         return images
 
