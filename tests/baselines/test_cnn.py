@@ -32,13 +32,7 @@ EXPECTED = {
 TINY = dict(patch_size=16, batch_size=2, eval_patches=2, eval_patch_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The CPU is shared with other jobs; one thread avoids oversubscribing it on tiny inputs.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trainer_settings(out_dir, **kw):

@@ -18,6 +18,7 @@ import os
 import torch
 from torch import nn
 
+from ..data.tensors import check_image_batch
 from ..serialization import WeightsError, load_weights, read_metadata, save_weights
 from ..tools.architectures import _start_near_identity
 
@@ -63,15 +64,6 @@ def _kaiming_init(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
-def _check_input(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a float tensor in [0, 1], got dtype {x.dtype}")
-
-
 class _Baseline(nn.Module):
     """What both baselines share: the multiply-add count, the config a file must record."""
 
@@ -89,6 +81,29 @@ class _Baseline(nn.Module):
         self.channels = channels
         self.config: dict = {}
         """The config stored in the file it was loaded from (empty for a new network)."""
+        c = channels
+        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += self.hidden_layer(c)
+        layers.append(nn.Conv2d(c, 3, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+        _kaiming_init(self)
+        _start_near_identity(self.body[-1])
+        # Channels-last convolutions train about a third faster on this CPU (oneDNN).
+        self.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def hidden_layer(channels: int) -> list[nn.Module]:
+        """One of the ``depth - 2`` middle layers."""
+        raise NotImplementedError
+
+    sign: float = 1.0
+    """The output is ``input + sign * body(input)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return x + self.sign * self.body(x)
 
     @property
     def display_name(self) -> str:
@@ -134,25 +149,15 @@ class DnCNN(_Baseline):
 
     arch = "dncnn"
     default_depth = 17
+    sign = -1.0  # DnCNN's body predicts the distortion
 
     def __init__(self, depth: int | None = None, channels: int = 64) -> None:
         super().__init__(depth, channels)
-        c = self.channels
-        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, padding=1), nn.ReLU(inplace=True)]
-        for _ in range(self.depth - 2):
-            # The bias of a convolution followed by BatchNorm is cancelled by BN's mean.
-            layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(c, 3, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-        _kaiming_init(self)
-        _start_near_identity(self.body[-1])
-        self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
-        # Channels-last convolutions train about a third faster on this CPU (oneDNN).
-        x = x.contiguous(memory_format=torch.channels_last)
-        return x - self.body(x)
+    @staticmethod
+    def hidden_layer(channels: int) -> list[nn.Module]:
+        # The bias of a convolution followed by BatchNorm is cancelled by BN's mean.
+        return [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
 
 
 class VDSR(_Baseline):
@@ -171,20 +176,10 @@ class VDSR(_Baseline):
 
     def __init__(self, depth: int | None = None, channels: int = 64) -> None:
         super().__init__(depth, channels)
-        c = self.channels
-        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, padding=1), nn.ReLU(inplace=True)]
-        for _ in range(self.depth - 2):
-            layers += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(c, 3, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-        _kaiming_init(self)
-        _start_near_identity(self.body[-1])
-        self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x)
-        x = x.contiguous(memory_format=torch.channels_last)
-        return x + self.body(x)
+    @staticmethod
+    def hidden_layer(channels: int) -> list[nn.Module]:
+        return [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
 
 
 BASELINE_ARCHITECTURES: dict[str, type[_Baseline]] = {"dncnn": DnCNN, "vdsr": VDSR}

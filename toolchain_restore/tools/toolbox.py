@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.tensors import check_image_batch
 from ..serialization import load_weights, save_weights, shipped_weights
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
@@ -36,15 +37,6 @@ class Toolbox(nn.Module):
         return NUM_TOOLS
 
     @staticmethod
-    def _check_input(x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected an N x 3 x H x W tensor, got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(f"expected a float tensor in [0, 1], got dtype {x.dtype}")
-
-    @staticmethod
     def _check_tool(i: int) -> int:
         if isinstance(i, torch.Tensor) and i.numel() == 1 and not i.is_floating_point():
             i = int(i.item())
@@ -53,13 +45,13 @@ class Toolbox(nn.Module):
         return int(i)
 
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
-        self._check_input(x)
+        check_image_batch(x)
         # Channels-last (NHWC) convolutions run about a third faster with oneDNN and cuDNN.
         return self.tools[self._check_tool(i)](x.contiguous(memory_format=torch.channels_last))
 
     def apply(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Apply tool ``actions[n]`` to row ``n``; rows whose action is outside 0..11 pass unchanged."""
-        self._check_input(x)
+        check_image_batch(x)
         actions = torch.as_tensor(actions, device=x.device).long()
         if actions.shape != (x.shape[0],):
             raise ValueError(f"need one action per row: {x.shape[0]} rows, actions of shape {tuple(actions.shape)}")
