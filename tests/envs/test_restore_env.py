@@ -189,3 +189,11 @@ def test_stable_baselines3_trains_on_it():
     model.learn(total_timesteps=16)
     action, _ = model.predict(ToolchainRestoreEnv().reset(seed=0)[0], deterministic=True)
     assert 0 <= int(action) < 13
+
+
+def test_observations_are_fresh_arrays_even_when_the_image_does_not_change(env):
+    obs, _ = env.reset(seed=3)
+    after_stop, *_ = env.step(STOP)
+    assert np.array_equal(obs["image"], after_stop["image"]) and obs["image"] is not after_stop["image"]
+    after_stop["image"][:] = 0  # what the caller does with it is the caller's business
+    assert env._observation()["image"].any()

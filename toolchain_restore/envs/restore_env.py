@@ -113,7 +113,8 @@ class ToolchainRestoreEnv(gym.Env):
         previous = np.zeros(NUM_TOOLS, dtype=np.float32)
         if self._toolchain:
             previous[self._toolchain[-1]] = 1.0
-        return {"image": self._image, "previous_action": previous, "step": len(self._toolchain)}
+        # A copy: a stop leaves the image as it was, and callers may keep or edit what they get.
+        return {"image": self._image.copy(), "previous_action": previous, "step": len(self._toolchain)}
 
     def _info(self) -> dict[str, Any]:
         return {
