@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install benchmark toolbox clean
+.PHONY: demo test install benchmark toolbox agent joint baselines evaluate weights clean
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -25,6 +25,50 @@ toolbox: $(VENV)/.installed
 		--batch-size 32 --lr 2e-4 --lr-min 1e-6 --schedule cosine --eval-every 200 --checkpoint-every 50 \
 		--seed 1 --out-dir runs/tools_stage2
 	$(BIN)/toolchain-restore evaluate-tools --toolbox runs/tools_stage2/toolbox.safetensors --patches 200
+
+WEIGHTS := toolchain_restore/weights
+# The files the later stages start from: the shipped ones, or a fresh run's (see `weights`).
+TOOLBOX_FILE ?= $(WEIGHTS)/toolbox.safetensors
+AGENT_FILE ?= $(WEIGHTS)/agent.safetensors
+
+# How the shipped agent was trained (toolchain_restore/weights/agent.md): the CPU preset on the
+# separately trained toolbox, then a second stage from it with Double DQN and less exploration.
+agent: $(VENV)/.installed
+	$(BIN)/toolchain-restore train-agent --preset cpu --toolbox $(TOOLBOX_FILE) --out-dir runs/agent_cpu \
+		--progress false
+	$(BIN)/toolchain-restore train-agent --preset cpu --toolbox $(TOOLBOX_FILE) \
+		--init-agent runs/agent_cpu/agent.safetensors --total-steps 40000 --epsilon-start 0.3 --epsilon-end 0.05 \
+		--epsilon-decay-steps 30000 --lr 1e-4 --lr-halve-every 30000 --lr-min 2.5e-5 --learning-starts 2000 \
+		--double-dqn true --seed 1 --out-dir runs/agent_stage2 --progress false
+
+# Joint fine-tuning of the tools through the shipped agent's chains (toolbox_joint.md), then the
+# best fixed chain of the tuned tools, recorded in the file for the fixed-chain baseline.
+joint: $(VENV)/.installed
+	$(BIN)/toolchain-restore joint-tune --agent $(AGENT_FILE) --toolbox $(TOOLBOX_FILE) \
+		--iterations 600 --batch-size 32 --lr 5e-5 --schedule constant --eval-every 100 --checkpoint-every 50 \
+		--out-dir runs/joint --progress false
+	$(BIN)/toolchain-restore fixed-chain --toolbox runs/joint/toolbox.safetensors --patches 64 --write
+
+# The DnCNN- and VDSR-style baselines on the agent's moderate stream (baselines.md).
+baselines: $(VENV)/.installed
+	$(BIN)/toolchain-restore train-baseline --arch dncnn --patch-size 40 --batch-size 16 --iterations 2000 --lr 1e-3 \
+		--schedule cosine --lr-min 1e-5 --warmup 100 --grad-clip 1.0 --eval-every 500 --checkpoint-every 100 \
+		--out-dir runs/baseline_dncnn
+	$(BIN)/toolchain-restore train-baseline --arch vdsr --patch-size 40 --batch-size 16 --iterations 2000 --lr 5e-4 \
+		--schedule cosine --lr-min 1e-5 --warmup 200 --grad-clip 1.0 --eval-every 500 --checkpoint-every 100 \
+		--out-dir runs/baseline_vdsr
+
+# The cards' held-out numbers: every method on 256 patches per severity.
+evaluate: $(VENV)/.installed
+	$(BIN)/toolchain-restore evaluate --patches 256 --methods input agent random fixed greedy exhaustive baselines \
+		--out-dir runs/evaluate
+
+# Everything shipped, from scratch and in order (hours on a 2-core CPU), into runs/.
+weights: $(VENV)/.installed
+	$(MAKE) toolbox
+	$(MAKE) agent TOOLBOX_FILE=runs/tools_stage2/toolbox.safetensors
+	$(MAKE) baselines
+	$(MAKE) joint TOOLBOX_FILE=runs/tools_stage2/toolbox.safetensors AGENT_FILE=runs/agent_stage2/agent.safetensors
 
 # constraints.txt pins torch==2.13.0, the CPU build these machines carry on disk.
 $(VENV)/.installed: pyproject.toml constraints.txt

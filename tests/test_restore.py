@@ -179,6 +179,20 @@ def test_vote_with_a_constant_tool_is_the_tool_on_the_whole_image(toolbox):
     assert result.tool_macs == steps * toolbox.macs(6, 126, 189)
 
 
+def test_vote_keeps_every_step_in_the_input_format(agent, toolbox):
+    image = photo(50, 90)[:, :, 0]  # gray
+    result = restore(image, "vote", agent, toolbox, keep_steps=True)
+    assert len(result.steps) == len(result.chain) + 1
+    assert all(step.shape == image.shape and step.dtype == image.dtype for step in result.steps)
+    assert np.array_equal(result.steps[0], image) and np.array_equal(result.steps[-1], result.image)
+    scripted = restore(image.astype(np.float32) / 255, "vote", constant_tool(6, 2), toolbox, keep_steps=True)
+    first = apply_whole(toolbox, np.repeat(image[:, :, None].astype(np.float32) / 255, 3, axis=2), 6, 1).mean(axis=2)
+    margin = receptive_radius(toolbox.tools[6])
+    assert np.allclose(scripted.steps[1][:-margin, :-margin], first[:-margin, :-margin], atol=1e-5)
+    with pytest.raises(ValueError, match="keep_steps needs mode='vote'"):
+        restore(image, "blend", agent, toolbox, keep_steps=True)
+
+
 def test_macs_count_tools_and_agent_decisions(agent, toolbox):
     per_decision = agent.network.macs_per_step()
     assert abs(per_decision - 14.06e6) < 0.01e6

@@ -1,0 +1,64 @@
+"""The shipped agent, jointly fine-tuned toolbox and CNN baselines against the agents
+issue's targets, on held-out patches drawn with a seed other than the cards'."""
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain_restore import load_agent, load_toolbox
+from toolchain_restore.agents.baseline_policies import FixedChainPolicy, RandomPolicy, parse_chain
+from toolchain_restore.baselines import load_baseline
+from toolchain_restore.evaluation import CNNMethod, GreedyOracleMethod, PolicyMethod, evaluate, held_out_set
+from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
+from toolchain_restore.serialization import shipped_weights
+from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
+
+LEVELS = ("mild", "moderate", "severe")
+PATCHES = 128
+SEED = 2024  # the cards use 12345
+
+
+@pytest.fixture(scope="module")
+def results():
+    toolbox, agent = load_toolbox(), load_agent()
+    chain = parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))
+    dncnn = load_baseline(shipped_weights("dncnn.safetensors"))
+    methods = [
+        PolicyMethod("agent", agent, toolbox, agent.network.macs_per_step()),
+        PolicyMethod("agent, tools before joint tuning", agent, load_toolbox(shipped_weights(SEPARATE_TOOLBOX)),
+                     agent.network.macs_per_step()),
+        PolicyMethod("random", RandomPolicy(SEED), toolbox),
+        PolicyMethod("fixed", FixedChainPolicy(chain), toolbox),
+        CNNMethod("dncnn", dncnn),
+    ]
+    sets = [held_out_set(level, PATCHES, seed=SEED) for level in LEVELS]
+    with torch.no_grad():
+        rows = evaluate(methods, sets)
+        greedy = evaluate([GreedyOracleMethod(toolbox)], [s for s in sets if s.name == "moderate"])
+    return {(r.test_set, r.method): r for r in rows + greedy}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_agent_beats_random_and_the_best_fixed_chain(results, level):
+    agent = results[level, "agent"].psnr
+    assert agent > results[level, "random"].psnr
+    assert agent > results[level, "fixed"].psnr
+
+
+def test_agent_gain_is_at_least_90_percent_of_the_greedy_oracles_on_moderate(results):
+    assert results["moderate", "agent"].gain >= 0.9 * results["moderate", "greedy oracle"].gain
+
+
+def test_joint_tuning_raises_the_agents_moderate_psnr(results):
+    assert results["moderate", "agent"].psnr > results["moderate", "agent, tools before joint tuning"].psnr
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_agent_costs_at_most_35_percent_of_dncnn(results, level):
+    assert results[level, "agent"].macs <= 0.35 * results[level, "dncnn"].macs
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_shipped_baseline_restores(results, level):
+    assert results[level, "dncnn"].gain > 1.0
+    assert np.isfinite(results[level, "dncnn"].ssim)
