@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install benchmark toolbox agent joint baselines evaluate weights clean
+.PHONY: demo test install benchmark toolbox agent joint agent-stage3 baselines evaluate weights clean
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -29,10 +29,10 @@ toolbox: $(VENV)/.installed
 WEIGHTS := toolchain_restore/weights
 # The files the later stages start from: the shipped ones, or a fresh run's (see `weights`).
 TOOLBOX_FILE ?= $(WEIGHTS)/toolbox.safetensors
-AGENT_FILE ?= $(WEIGHTS)/agent.safetensors
 
 # How the shipped agent was trained (toolchain_restore/weights/agent.md): the CPU preset on the
-# separately trained toolbox, then a second stage from it with Double DQN and less exploration.
+# separately trained toolbox, then a second stage from it with Double DQN and less exploration
+# (then joint fine-tuning of the tools with it, then agent-stage3 on the tuned tools).
 agent: $(VENV)/.installed
 	$(BIN)/toolchain-restore train-agent --preset cpu --toolbox $(TOOLBOX_FILE) --out-dir runs/agent_cpu \
 		--progress false
@@ -41,13 +41,22 @@ agent: $(VENV)/.installed
 		--epsilon-decay-steps 30000 --lr 1e-4 --lr-halve-every 30000 --lr-min 2.5e-5 --learning-starts 2000 \
 		--double-dqn true --seed 1 --out-dir runs/agent_stage2 --progress false
 
-# Joint fine-tuning of the tools through the shipped agent's chains (toolbox_joint.md), then the
+# Joint fine-tuning of the tools through the stage-2 agent's chains (toolbox_joint.md), then the
 # best fixed chain of the tuned tools, recorded in the file for the fixed-chain baseline.
+STAGE2_AGENT ?= runs/agent_stage2/agent.safetensors
 joint: $(VENV)/.installed
-	$(BIN)/toolchain-restore joint-tune --agent $(AGENT_FILE) --toolbox $(TOOLBOX_FILE) \
-		--iterations 600 --batch-size 32 --lr 5e-5 --schedule constant --eval-every 100 --checkpoint-every 50 \
-		--out-dir runs/joint --progress false
+	$(BIN)/toolchain-restore joint-tune --agent $(STAGE2_AGENT) --toolbox $(TOOLBOX_FILE) \
+		--iterations 400 --batch-size 32 --lr 2e-5 --schedule constant --eval-every 100 --checkpoint-every 50 \
+		--seed 0 --out-dir runs/joint --progress false
 	$(BIN)/toolchain-restore fixed-chain --toolbox runs/joint/toolbox.safetensors --patches 64 --write
+
+# The shipped agent: the stage-2 agent trained on, with the jointly fine-tuned tools.
+JOINT_TOOLBOX ?= runs/joint/toolbox.safetensors
+agent-stage3: $(VENV)/.installed
+	$(BIN)/toolchain-restore train-agent --preset cpu --toolbox $(JOINT_TOOLBOX) --init-agent $(STAGE2_AGENT) \
+		--total-steps 20000 --epsilon-start 0.1 --epsilon-end 0.05 --epsilon-decay-steps 10000 --lr 5e-5 \
+		--lr-halve-every 10000 --lr-min 2.5e-5 --learning-starts 2000 --double-dqn true --seed 2 \
+		--eval-every 10000 --out-dir runs/agent_stage3 --progress false
 
 # The DnCNN- and VDSR-style baselines on the agent's moderate stream (baselines.md).
 baselines: $(VENV)/.installed
@@ -58,17 +67,20 @@ baselines: $(VENV)/.installed
 		--schedule cosine --lr-min 1e-5 --warmup 200 --grad-clip 1.0 --eval-every 500 --checkpoint-every 100 \
 		--out-dir runs/baseline_vdsr
 
-# The cards' held-out numbers: every method on 256 patches per severity.
+# The cards' held-out numbers: every method on 256 patches per severity; the exhaustive oracle
+# (1,885 chains per patch) on 64 moderate patches.
 evaluate: $(VENV)/.installed
-	$(BIN)/toolchain-restore evaluate --patches 256 --methods input agent random fixed greedy exhaustive baselines \
-		--out-dir runs/evaluate
+	$(BIN)/toolchain-restore evaluate --patches 256 --out-dir runs/evaluate
+	$(BIN)/toolchain-restore evaluate --levels moderate --patches 64 --methods input agent greedy exhaustive \
+		--out-dir runs/evaluate_exhaustive
 
 # Everything shipped, from scratch and in order (hours on a 2-core CPU), into runs/.
 weights: $(VENV)/.installed
 	$(MAKE) toolbox
 	$(MAKE) agent TOOLBOX_FILE=runs/tools_stage2/toolbox.safetensors
 	$(MAKE) baselines
-	$(MAKE) joint TOOLBOX_FILE=runs/tools_stage2/toolbox.safetensors AGENT_FILE=runs/agent_stage2/agent.safetensors
+	$(MAKE) joint TOOLBOX_FILE=runs/tools_stage2/toolbox.safetensors
+	$(MAKE) agent-stage3
 
 # constraints.txt pins torch==2.13.0, the CPU build these machines carry on disk.
 $(VENV)/.installed: pyproject.toml constraints.txt

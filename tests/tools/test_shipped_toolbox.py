@@ -1,11 +1,12 @@
-"""The shipped tools against the floors of the toolbox card, on held-out images."""
+"""The shipped tools, as trained one by one, against the floors of their card, on held-out images."""
 
 import numpy as np
 import pytest
 import torch
 
 from toolchain_restore import load_toolbox
-from toolchain_restore.tools import TOOL_SPECS
+from toolchain_restore.serialization import shipped_weights
+from toolchain_restore.tools import SEPARATE_TOOLBOX, TOOL_SPECS
 from toolchain_restore.tools.training import band_test_set, evaluate_tools
 
 # Mid-band PSNR gain floors (dB) on each tool's own band.
@@ -16,7 +17,7 @@ PATCHES = 48
 
 @pytest.fixture(scope="module")
 def gains():
-    toolbox = load_toolbox()
+    toolbox = load_toolbox(shipped_weights(SEPARATE_TOOLBOX))
     # Seeds other than the card's, so this is a second, independent draw of test patches.
     sets = {j: band_test_set(TOOL_SPECS[j], PATCHES, seed=2024) for j in range(12)}
     return evaluate_tools(toolbox, sets, torch.device("cpu"))
@@ -35,7 +36,7 @@ def test_tool_is_best_of_its_type_on_its_own_band(gains, tool):
 
 
 def test_shipped_file_loads_with_its_config():
-    toolbox = load_toolbox()
+    toolbox = load_toolbox(shipped_weights(SEPARATE_TOOLBOX))
     assert toolbox.config.get("tools") == list(range(1, 13)) and toolbox.config.get("card") == "toolbox.md"
     assert not toolbox.training
     assert np.isfinite(sum(float(p.detach().abs().sum()) for p in toolbox.parameters()))

@@ -37,7 +37,7 @@ class JointTuningSettings:
     agent: str | None = None
     """Agent file (frozen); None = the shipped agent."""
     toolbox: str | None = None
-    """Toolbox to start from; None = the shipped one."""
+    """Toolbox to start from; None = the shipped tools as trained one by one (before joint tuning)."""
     level: str = "moderate"
     """Severity of the training patches (the agent's training severity)."""
     data: str | None = None
@@ -109,10 +109,12 @@ class JointTuningTask:
     """Trainer task: the toolbox is the model; the agent only chooses."""
 
     def __init__(self, settings: JointTuningSettings, device: torch.device | str = "cpu") -> None:
-        from ..tools import load_toolbox
+        from ..serialization import shipped_weights
+        from ..tools import SEPARATE_TOOLBOX, load_toolbox
 
         self.settings = settings
-        self.model = load_toolbox(settings.toolbox, "cpu").train()
+        start = settings.toolbox if settings.toolbox is not None else shipped_weights(SEPARATE_TOOLBOX)
+        self.model = load_toolbox(start, "cpu").train()
         self.agent: RecurrentQPolicy = load_agent(settings.agent)
         self.agent.network.requires_grad_(False)
         self.sampler = make_sampler(settings.data, "train", self.agent.network.patch_size)

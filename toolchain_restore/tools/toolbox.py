@@ -14,10 +14,13 @@ from ..serialization import load_weights, save_weights, shipped_weights
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
 
-__all__ = ["Toolbox", "load_toolbox", "SHIPPED_TOOLBOX", "WEIGHTS_KIND"]
+__all__ = ["Toolbox", "load_toolbox", "SHIPPED_TOOLBOX", "SEPARATE_TOOLBOX", "WEIGHTS_KIND"]
 
 WEIGHTS_KIND = "toolchain_restore.Toolbox"
-SHIPPED_TOOLBOX = "toolbox.safetensors"
+SHIPPED_TOOLBOX = "toolbox_joint.safetensors"
+"""The toolbox ``load_toolbox()`` gives: the tools after joint fine-tuning with the shipped agent."""
+SEPARATE_TOOLBOX = "toolbox.safetensors"
+"""The tools as trained one by one on their own bands, before joint fine-tuning (``toolbox.md``)."""
 
 
 class Toolbox(nn.Module):
@@ -82,7 +85,9 @@ class Toolbox(nn.Module):
 def load_toolbox(
     path: str | os.PathLike | Toolbox | None = None, device: str | torch.device = "cpu"
 ) -> Toolbox:
-    """The shipped pretrained toolbox (``path=None``), a toolbox file, or a Toolbox as is.
+    """The shipped toolbox (``path=None``: the jointly fine-tuned tools, ``SHIPPED_TOOLBOX``),
+    a toolbox file, or a Toolbox as is. The tools before joint fine-tuning are
+    ``load_toolbox(shipped_weights(SEPARATE_TOOLBOX))``.
 
     The returned toolbox is in eval mode.
     """
