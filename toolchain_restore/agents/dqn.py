@@ -46,7 +46,7 @@ class DQNSettings:
     data: str | None = None
     """Folder of clean images (DIV2K layout or flat); None = the embedded default."""
     toolbox: str | None = None
-    """Toolbox file; None = the shipped one."""
+    """Toolbox file; None = the shipped (jointly fine-tuned) one. The shipped agent began on the separately trained weights/toolbox.safetensors."""
     num_envs: int = 32
     """Episodes collected in parallel by the native vector env."""
     total_steps: int = 2_000_000
