@@ -49,10 +49,13 @@ def test_tiny_training_run(tmp_path, double_dqn):
     loaded = RecurrentQPolicy.load(tmp_path / "agent.safetensors")
     for a, b in zip(policy.network.state_dict().values(), loaded.network.state_dict().values()):
         assert torch.equal(a, b)
+    assert loaded.training_settings["double_dqn"] is double_dqn and loaded.training_settings["total_steps"] == 120
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"eval/moderate/psnr", "eval/severe/gain", "charts/episodic_return", "charts/epsilon"} <= tags
+    assert {"eval/moderate/psnr", "eval/severe/gain", "charts/episodic_return", "charts/epsilon",
+            "charts/tool_usage/tool01"} <= tags
+    assert "images/toolchains" in events.Tags()["images"]
 
 
 def test_evaluation_is_repeatable():

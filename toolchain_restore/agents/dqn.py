@@ -323,7 +323,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                     writer.add_scalar(f"eval/{level}/{key}", value, global_step)
             writer.add_image("images/toolchains", np.asarray(toolchain_picture(policy, s, device)), global_step,
                              dataformats="HWC")
-            policy.save(out_dir / "agent.safetensors")
+            policy.save(out_dir / "agent.safetensors", training=asdict(s))
         if global_step >= next_checkpoint or global_step >= s.total_steps:
             next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
             counters = {"global_step": global_step, "updates": updates, "next_eval": next_eval, "next_sync": next_sync}
@@ -331,7 +331,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     bar.close()
     envs.close()
     writer.close()
-    policy.save(out_dir / "agent.safetensors")
+    policy.save(out_dir / "agent.safetensors", training=asdict(s))
     return policy
 
 

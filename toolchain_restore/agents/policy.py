@@ -43,6 +43,8 @@ class RecurrentQPolicy:
         self.epsilon = epsilon
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        self.training_settings: dict | None = None
+        """The settings the loaded file was trained with (None when it records none)."""
 
     def _batched(self, observation: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, bool]:
         if not isinstance(observation, dict) or "image" not in observation or "previous_action" not in observation:
@@ -90,10 +92,15 @@ class RecurrentQPolicy:
         new_state = (h.cpu().numpy(), c.cpu().numpy())
         return (actions[0] if single else actions), new_state
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, training: dict | None = None) -> None:
+        """Write the network as safetensors; the header holds its shape, epsilon and, when
+        given, the settings it was trained with (``training``, e.g. ``asdict(DQNSettings)``)."""
         net = self.network
-        save_weights(net, path, POLICY_KIND, {"patch_size": net.patch_size, "hidden": net.hidden,
-                                               "features": net.fc.out_features, "epsilon": self.epsilon})
+        config = {"patch_size": net.patch_size, "hidden": net.hidden, "features": net.fc.out_features,
+                  "epsilon": self.epsilon}
+        if training is not None:
+            config["training"] = training
+        save_weights(net, path, POLICY_KIND, config)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RecurrentQPolicy":
@@ -103,7 +110,9 @@ class RecurrentQPolicy:
             features=int(config.get("features", 32)),
         )
         config = load_weights(network, path, POLICY_KIND)
-        return cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device)
+        policy = cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device)
+        policy.training_settings = config.get("training")
+        return policy
 
 
 def load_agent(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RecurrentQPolicy:
