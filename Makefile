@@ -13,6 +13,7 @@ test: $(VENV)/.installed
 
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.env_throughput
+	$(BIN)/python -m benchmarks.tool_efficiency
 
 install: $(VENV)/.installed
 

@@ -10,3 +10,16 @@ def test_env_throughput_benchmark_runs_and_reports(capsys):
     native, sync, ratio, outside = float(cells[1]), float(cells[2]), float(cells[3].rstrip("x")), float(cells[4].rstrip("%"))
     assert native > 0 and sync > 0 and 0 <= outside <= 100
     assert abs(ratio - native / sync) < 0.05 * ratio + 0.01
+
+
+def test_tool_efficiency_benchmark_runs_and_reports(capsys):
+    from benchmarks.tool_efficiency import main as tool_efficiency
+
+    tool_efficiency(["--batch", "2", "--seconds", "0.1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| 2 |")]
+    assert row, out
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    toolbox, ceiling, efficiency = float(cells[1]), float(cells[2]), float(cells[3].rstrip("%"))
+    assert toolbox > 0 and ceiling > 0
+    assert abs(efficiency - 100 * toolbox / ceiling) < 0.05 * efficiency + 1
