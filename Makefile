@@ -14,6 +14,7 @@ test: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.env_throughput
 	$(BIN)/python -m benchmarks.tool_efficiency
+	$(BIN)/python -m benchmarks.whole_image_latency
 
 install: $(VENV)/.installed
 

@@ -23,3 +23,16 @@ def test_tool_efficiency_benchmark_runs_and_reports(capsys):
     toolbox, ceiling, efficiency = float(cells[1]), float(cells[2]), float(cells[3].rstrip("%"))
     assert toolbox > 0 and ceiling > 0
     assert abs(efficiency - 100 * toolbox / ceiling) < 0.05 * efficiency + 1
+
+
+def test_whole_image_latency_benchmark_runs_and_reports(capsys):
+    from benchmarks.whole_image_latency import main as whole_image_latency
+
+    whole_image_latency(["--sizes", "70", "--repeats", "1"])
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| 70 |")]
+    assert row, out
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    vote, blend, dncnn = float(cells[1]), float(cells[2]), float(cells[3])
+    assert min(vote, blend, dncnn) > 0
+    assert abs(float(cells[4].rstrip("%")) - 100 * vote / dncnn) < 0.05 * 100 * vote / dncnn + 1
