@@ -300,6 +300,8 @@ def test_bad_arguments_are_refused_clearly(toolbox):
         restore(image, "vote", constant_tool(0, 1), toolbox, max_steps=-1)
     with pytest.raises(ValueError, match="actions in 0..12"):
         restore(image, "vote", ScriptedPolicy(lambda obs: np.full(len(obs["image"]), 13)), toolbox)
+    with pytest.raises(ValueError, match="actions in 0..12"):
+        restore(image, "blend", ScriptedPolicy(lambda obs: np.full(len(obs["image"]), 13)), toolbox)
 
 
 # -- the command --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from torch import nn
 from .agents.policy import RecurrentQPolicy, load_agent
 from .data.tensors import to_uint8
 from .envs.episode import NUM_ACTIONS, STOP, action_name
+from .evaluation.protocol import run_policy
 from .tools import NUM_TOOLS, Toolbox, load_toolbox
 
 __all__ = [
@@ -356,38 +357,6 @@ def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, dev
                          steps=steps)
 
 
-@torch.no_grad()
-def _episodes(x: torch.Tensor, policy: Policy, toolbox: Toolbox, max_steps: int) -> tuple[list[list[int]], int, int]:
-    """Restore each patch of ``x`` (N x 3 x 63 x 63, in place) by its own chain, as a
-    ToolchainRestore-v0 episode: at most ``max_steps`` tools, stop ends it, the state clamped
-    to [0, 1] after every tool. Returns the chains and the tool and agent multiply-adds."""
-    n = x.shape[0]
-    chains: list[list[int]] = [[] for _ in range(n)]
-    active = np.ones(n, bool)
-    previous = np.zeros((n, NUM_TOOLS), np.float32)
-    state = None
-    tool_macs = decisions = 0
-    for step in range(max_steps):
-        rows = np.nonzero(active)[0]
-        if not len(rows):
-            break
-        actions, part = _decide(policy, to_uint8(x[torch.as_tensor(rows, device=x.device)]), previous[rows], step,
-                                _state_rows(state, rows), len(rows))
-        state = _set_state_rows(state, rows, part, n)
-        decisions += len(rows)
-        active[rows[actions == STOP]] = False
-        tools = actions != STOP
-        acting, chosen = rows[tools], actions[tools]
-        if len(acting):
-            index = torch.as_tensor(acting, device=x.device)
-            x[index] = toolbox.apply(x[index], torch.as_tensor(chosen, device=x.device)).clamp_(0.0, 1.0)
-            tool_macs += sum(toolbox.macs(int(t), PATCH_SIZE, PATCH_SIZE) for t in chosen)
-            previous[acting] = _one_hot(chosen)
-            for i, t in zip(acting, chosen):
-                chains[i].append(int(t))
-    return chains, tool_macs, decisions * _agent_macs_per_decision(policy)
-
-
 def _blend(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, device: torch.device,
            batch_size: int, progress: bool | None, stride: int) -> RestoreResult:
     height, width = rgb.shape[:2]
@@ -408,11 +377,12 @@ def _blend(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, de
         for lo in range(0, len(origins), batch_size):
             batch = origins[lo : lo + batch_size]
             patches = torch.stack([x[:, t : t + PATCH_SIZE, l : l + PATCH_SIZE] for t, l in batch])
-            batch_chains, tools, agent = _episodes(patches, policy, toolbox, max_steps)
-            chains += batch_chains
-            tool_macs += tools
-            agent_macs += agent
-            for (t, l), patch in zip(batch, patches):
+            # Each patch restored by its own chain, exactly as an environment episode.
+            restored_patches, batch_chains, decisions = run_policy(policy, toolbox, patches, max_steps)
+            chains += [list(c) for c in batch_chains]
+            tool_macs += sum(toolbox.macs(t, PATCH_SIZE, PATCH_SIZE) for c in batch_chains for t in c)
+            agent_macs += int(decisions.sum()) * _agent_macs_per_decision(policy)
+            for (t, l), patch in zip(batch, restored_patches):
                 total[:, t : t + PATCH_SIZE, l : l + PATCH_SIZE] += patch * weights
                 norm[t : t + PATCH_SIZE, l : l + PATCH_SIZE] += weights
             bar.update(len(batch))

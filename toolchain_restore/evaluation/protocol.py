@@ -18,7 +18,7 @@ from torch import nn
 
 from ..agents.oracle import Chain, all_chain_psnrs, apply_chains, exhaustive_toolchain, greedy_toolchain
 from ..data.tensors import to_uint8
-from ..envs.episode import STOP
+from ..envs.episode import NUM_ACTIONS, STOP
 from ..metrics import batch_psnr, ssim
 from ..tools import NUM_TOOLS, Toolbox
 from .test_sets import TestSet
@@ -73,7 +73,10 @@ def run_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, max_steps: int = 
                        "step": np.full(n, step, dtype=np.int64)}
         actions, state = policy.predict(observation, state, episode_start=np.full(n, step == 0),
                                         deterministic=deterministic)
-        actions = np.asarray(actions, dtype=np.int64).reshape(n)
+        actions = np.asarray(actions).reshape(-1)
+        if actions.shape != (n,) or ((actions < 0) | (actions >= NUM_ACTIONS)).any():
+            raise ValueError(f"the policy must return {n} actions in 0..{NUM_ACTIONS - 1}, got {actions!r}")
+        actions = actions.astype(np.int64)
         decisions[active] += 1
         active &= actions != STOP
         if not active.any():
