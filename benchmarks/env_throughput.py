@@ -11,14 +11,13 @@ spent in tool inference (Toolbox.apply), measured by timing that call.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import gymnasium as gym
 import numpy as np
-import torch
 
+from benchmarks import machine_line
 import toolchain_restore  # noqa: F401  (registers the env)
 from toolchain_restore.envs import ToolchainRestoreEnv
 
@@ -78,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per env type (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both envs use it)")
     args = parser.parse_args(argv)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, device {args.device}")
+    print(machine_line(args.device))
     print("| envs | native steps/s | SyncVectorEnv steps/s | ratio | native step time outside tools |")
     print("|---|---|---|---|---|")
     for n in args.num_envs:

@@ -13,7 +13,6 @@ the ratio of the two medians. The target of the benchmarks issue is at least 50%
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from typing import Callable
@@ -21,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from benchmarks import machine_line
 from toolchain_restore import load_toolbox
 from toolchain_restore.tools import NUM_TOOLS
 
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per kind (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, device {args.device}")
+    print(machine_line(args.device))
     print(f"| batch | toolbox G multiply-adds/s | {CEILING_CHANNELS}-channel 3x3 conv G multiply-adds/s | efficiency |")
     print("|---|---|---|---|")
     for batch in args.batch:

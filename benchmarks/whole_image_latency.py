@@ -12,7 +12,6 @@ run. The benchmarks issue's target: vote mode at most 40% of DnCNN's time.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from typing import Callable
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks import machine_line
 from toolchain_restore import degrade, load_agent, load_toolbox, restore
 from toolchain_restore.baselines import load_baseline
 from toolchain_restore.data import image_set
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, device {args.device}")
+    print(machine_line(args.device))
     print("| size | vote s | blend s | DnCNN s | vote / DnCNN | blend / DnCNN |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:

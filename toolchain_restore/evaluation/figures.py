@@ -64,8 +64,7 @@ def toolchain_figure(traces: Sequence[ChainTrace], max_steps: int, tile: int = 1
 
 
 @torch.no_grad()
-def trace_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, H: torch.Tensor, max_steps: int = 3,
-                 titles: Sequence[str] | None = None) -> list[ChainTrace]:
+def trace_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, H: torch.Tensor, max_steps: int = 3) -> list[ChainTrace]:
     """The policy's greedy episodes on the rows of ``L``, recorded step by step."""
     from .protocol import run_policy  # protocol imports nothing from here; this keeps it that way
 
@@ -77,6 +76,6 @@ def trace_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, H: torch.Tensor
     traces = []
     for n, chain in enumerate(chains):
         kept = len(chain) + 1  # a row's state stops changing once it stopped
-        traces.append(ChainTrace(titles[n] if titles else f"patch {n}", list(chain),
+        traces.append(ChainTrace(f"patch {n}", list(chain),
                                  [images[k][n] for k in range(kept)], psnrs[n, :kept].tolist(), clean[n]))
     return traces
