@@ -5,7 +5,8 @@ The agent was trained on 63x63 patches, so a whole image is restored through pat
 one of two ways:
 
 - ``"vote"``, the official RL-Restore method for arbitrary sizes: cut the image into
-  non-overlapping 63x63 patches, let the agent choose an action on every patch, and apply
+  63x63 patches (non-overlapping, except that the last row and column end on the
+  image's border), let the agent choose an action on every patch, and apply
   the majority's tool to the whole image; repeat until a majority stops or ``max_steps``
   tools ran. One chain for the whole image, no seams, and the tools see the whole image
   (they are fully convolutional).
@@ -323,11 +324,14 @@ def _bar(total: int, progress: bool | None, patches: int, desc: str):
 def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, device: torch.device,
           batch_size: int, progress: bool | None, keep_steps: bool = False) -> RestoreResult:
     height, width = rgb.shape[:2]
-    rows, cols = -(-height // PATCH_SIZE), -(-width // PATCH_SIZE)
-    canvas = _pad(rgb, 0, rows * PATCH_SIZE - height, 0, cols * PATCH_SIZE - width)
+    # The tools run on the image itself, not on a canvas padded to whole patches (up to 1.5x
+    # the pixels at 256x256); only a side shorter than a patch is padded, so one patch fits.
+    canvas = _pad(rgb, 0, max(0, PATCH_SIZE - height), 0, max(0, PATCH_SIZE - width))
     x = torch.from_numpy(canvas).to(device).permute(2, 0, 1)[None].contiguous()
-    n = rows * cols
-    origins = [(r * PATCH_SIZE, c * PATCH_SIZE) for r in range(rows) for c in range(cols)]
+    # Patches tile the image; the last row and column end on the border, overlapping their
+    # neighbours a little, so every voter sees real pixels only.
+    origins = [(t, l) for t in _starts(x.shape[-2], PATCH_SIZE) for l in _starts(x.shape[-1], PATCH_SIZE)]
+    n = len(origins)
     per_decision = _agent_macs_per_decision(policy)
     state, previous = None, np.zeros((n, NUM_TOOLS), np.float32)
     chain: list[int] = []
@@ -336,9 +340,8 @@ def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, dev
     steps = [rgb] if keep_steps else []
     with _bar(max_steps, progress, n, "vote") as bar:
         for step in range(max_steps):
-            patches = x.reshape(3, rows, PATCH_SIZE, cols, PATCH_SIZE).permute(1, 3, 0, 2, 4)
-            images = to_uint8(patches.reshape(n, 3, PATCH_SIZE, PATCH_SIZE))
-            actions, state = _decide(policy, images, previous, step, state, batch_size)
+            patches = torch.stack([x[0, :, t : t + PATCH_SIZE, l : l + PATCH_SIZE] for t, l in origins])
+            actions, state = _decide(policy, to_uint8(patches), previous, step, state, batch_size)
             agent_macs += n * per_decision
             counts = np.bincount(actions, minlength=NUM_ACTIONS)
             votes.append({int(a): int(k) for a, k in enumerate(counts) if k})
@@ -421,7 +424,7 @@ def restore(
         image: H x W, or H x W x C with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA);
             uint8, uint16 or float in [0, 1].
         mode: ``"vote"`` (one chain for the whole image by majority vote over
-            non-overlapping patches, the official method) or ``"blend"`` (a chain per
+            patches tiling the image, the official method) or ``"blend"`` (a chain per
             overlapping patch, blended). See the module docstring.
         agent: a policy with SB3's ``predict`` (e.g. ``RecurrentQPolicy``), an agent file,
             or None for the shipped agent.
