@@ -11,10 +11,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# Every benchmark, one report in benchmarks/results/ (about 20 minutes on a 2-core CPU).
 benchmark: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.env_throughput
-	$(BIN)/python -m benchmarks.tool_efficiency
-	$(BIN)/python -m benchmarks.whole_image_latency
+	$(BIN)/python -m benchmarks
 
 install: $(VENV)/.installed
 

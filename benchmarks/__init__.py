@@ -1,11 +1,140 @@
-"""Benchmarks: scripts that measure and report (not tests)."""
+"""Benchmarks: scripts that measure and report (not tests).
 
+``python -m benchmarks [--quick]`` runs every benchmark and writes one report,
+``benchmarks/results/<machine>-<date>.md`` (see ``benchmarks/__main__.py``). Each module
+also runs alone (``python -m benchmarks.env_throughput``) and prints its section.
+
+Every module has ``run(quick, device, figures) -> Section``: it measures, repeats each
+timing and keeps the median, and puts every figure it measured in ``Section.raw`` so that
+the report's ratios can be recomputed from the raw numbers printed beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
 import platform
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
+__all__ = ["Section", "Target", "machine", "machine_slug", "machine_line", "median", "seconds", "print_section",
+           "resolve_device", "read_scalars"]
+
+
+@dataclass
+class Target:
+    """One target of the benchmarks issue and whether this run met it."""
+
+    name: str
+    measured: str
+    met: bool | None
+    """None where the target does not apply on this machine (a GPU target on a CPU)."""
+
+
+@dataclass
+class Section:
+    """One benchmark's part of the report."""
+
+    title: str
+    text: str
+    """Markdown: what was measured and how, then the tables."""
+    raw: dict[str, Any]
+    """Every measured figure (each repeat, before the median), JSON-serialisable."""
+    figures: list[str] = field(default_factory=list)
+    """PNG file names, relative to the report's figure folder."""
+    targets: list[Target] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall time of the whole benchmark."""
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when there is a GPU, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """What the benchmarks ran on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(_memory_gib() or 0.0, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def machine_slug(info: dict[str, Any]) -> str:
+    """A file-name-safe name of the machine: its GPU, else its CPU, and the core count."""
+    name = info.get("gpu") or info["cpu"]
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return f"{slug}-{info['cores']}cores"
+
 
 def machine_line(device: str) -> str:
-    """The machine a benchmark ran on, as every report's first line."""
-    return (f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}, device {device}")
+    """The machine in one line, first line of every benchmark's printout."""
+    info = machine(device)
+    gpu = f" ({info['gpu']})" if "gpu" in info else ""
+    return (f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
+            f"{info['memory_gib']} GiB, torch {info['torch']}, device {device}{gpu}")
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def seconds(run: Callable[[], object]) -> float:
+    """Wall time of one call."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def read_scalars(run_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar a run wrote: tag -> [(step, value), ...] in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def print_section(section: Section) -> None:
+    """A benchmark run alone prints its section: the machine, the text, the targets."""
+    print(f"## {section.title}\n\n{section.text}\n")
+    for t in section.targets:
+        print(f"- target: {t.name}: {t.measured} ({'met' if t.met else 'not met' if t.met is False else 'n/a'})")
+    print("\nraw: " + json.dumps(section.raw))

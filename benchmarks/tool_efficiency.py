@@ -2,7 +2,7 @@
 measured in the same run: a large plain 3x3 convolution at the tools' widest width (64
 channels) on the same number of 63x63 images.
 
-    python -m benchmarks.tool_efficiency [--batch 1 32 128] [--seconds 2] [--repeats 3]
+    python -m benchmarks.tool_efficiency [--quick] [--device cpu]
 
 The toolbox runs ``Toolbox.apply`` with one random tool per image (each tool once on its
 rows, as the vector env does). Every figure is the median over ``--repeats`` timed
@@ -13,19 +13,22 @@ the ratio of the two medians. The target of the benchmarks issue is at least 50%
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from benchmarks import machine_line
+from benchmarks import Section, Target, machine_line, median, print_section, resolve_device
 from toolchain_restore import load_toolbox
 from toolchain_restore.tools import NUM_TOOLS
 
 PATCH = 63
 CEILING_CHANNELS = 64
+FULL = {"batch": [1, 32, 128], "seconds": 2.0, "repeats": 3}
+QUICK = {"batch": [1, 32], "seconds": 0.3, "repeats": 3}
+TARGET_EFFICIENCY = 0.5
 
 
 @torch.no_grad()
@@ -39,7 +42,8 @@ def macs_per_second(run: Callable[[], None], macs: int, seconds: float) -> float
     return calls * macs / (time.perf_counter() - start)
 
 
-def measure(batch: int, seconds: float, repeats: int, device: str, seed: int = 0) -> dict[str, float]:
+def measure(batch: int, seconds: float, repeats: int, device: str, seed: int = 0) -> dict[str, list[float]]:
+    """Every window's multiply-adds per second of the toolbox and of the ceiling convolution."""
     generator = torch.Generator().manual_seed(seed)
     toolbox = load_toolbox(device=device)
     x = torch.rand(batch, 3, PATCH, PATCH, generator=generator).to(device)
@@ -63,27 +67,45 @@ def measure(batch: int, seconds: float, repeats: int, device: str, seed: int = 0
         conv(feature)
         sync()
 
-    achieved, ceiling = [], []
+    raw: dict[str, list[float]] = {"toolbox": [], "ceiling": []}
     for _ in range(repeats):
-        achieved.append(macs_per_second(run_tools, tool_macs, seconds))
-        ceiling.append(macs_per_second(run_conv, conv_macs, seconds))
-    a, c = statistics.median(achieved), statistics.median(ceiling)
-    return {"toolbox": a, "ceiling": c, "efficiency": a / c}
+        raw["toolbox"].append(macs_per_second(run_tools, tool_macs, seconds))
+        raw["ceiling"].append(macs_per_second(run_conv, conv_macs, seconds))
+    return raw
+
+
+def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, **overrides) -> Section:
+    p = {**(QUICK if quick else FULL), **overrides}
+    device = resolve_device(device)
+    start = time.perf_counter()
+    raw, rows, worst = {}, [], None
+    for batch in p["batch"]:
+        r = raw[str(batch)] = measure(batch, p["seconds"], p["repeats"], device)
+        toolbox, ceiling = median(r["toolbox"]), median(r["ceiling"])
+        rows.append(f"| {batch} | {toolbox / 1e9:.2f} | {ceiling / 1e9:.2f} | {100 * toolbox / ceiling:.0f}% |")
+        if batch > 1:
+            worst = min(worst or 1e9, toolbox / ceiling)
+    text = (f"`Toolbox.apply` on 63x63 images, one random tool per image (each tool runs once on its rows), against a "
+            f"{CEILING_CHANNELS}-channel 3x3 convolution on as many 63x63 images; median of {p['repeats']} windows of "
+            f"{p['seconds']} s each, interleaved.\n\n"
+            f"| batch | toolbox G multiply-adds/s | {CEILING_CHANNELS}-channel 3x3 conv G multiply-adds/s | efficiency |\n"
+            "|---|---|---|---|\n" + "\n".join(rows))
+    targets = []
+    if worst is not None:
+        targets.append(Target("batched tool inference at least 50% of the machine's convolution ceiling "
+                              "(every batch above 1)", f"{100 * worst:.0f}% (lowest)", worst >= TARGET_EFFICIENCY))
+    return Section("Tool inference efficiency", text, {"params": p, "device": device, "by_batch": raw}, [], targets,
+                   time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32, 128], help="63x63 images per call")
-    parser.add_argument("--seconds", type=float, default=2.0, help="length of one timed window")
-    parser.add_argument("--repeats", type=int, default=3, help="timed windows per kind (median)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
+    parser.add_argument("--batch", type=int, nargs="+", help="63x63 images per call")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
-    print(machine_line(args.device))
-    print(f"| batch | toolbox G multiply-adds/s | {CEILING_CHANNELS}-channel 3x3 conv G multiply-adds/s | efficiency |")
-    print("|---|---|---|---|")
-    for batch in args.batch:
-        r = measure(batch, args.seconds, args.repeats, args.device)
-        print(f"| {batch} | {r['toolbox'] / 1e9:.1f} | {r['ceiling'] / 1e9:.1f} | {100 * r['efficiency']:.0f}% |", flush=True)
+    print(machine_line(resolve_device(args.device)))
+    print_section(run(args.quick, args.device, **({"batch": args.batch} if args.batch else {})))
 
 
 if __name__ == "__main__":

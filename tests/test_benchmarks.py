@@ -1,39 +1,150 @@
-from benchmarks.env_throughput import main
+"""The benchmarks: each module on a tiny budget, then the whole quick mode end to end with
+its report's ratios recomputed from the report's own raw figures."""
+
+import json
+import re
+import statistics
+
+import pytest
+
+from benchmarks import Section, machine_slug
 
 
-def table_row(out: str, first: str) -> list[str]:
-    """The cells of the markdown table row of ``out`` whose first cell is ``first``."""
-    rows = [line for line in out.splitlines() if line.startswith(f"| {first} |")]
-    assert rows, out
+def table_row(text: str, first: str) -> list[str]:
+    """The cells of the markdown table row of ``text`` whose first cell is ``first``."""
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first} |")]
+    assert rows, text
     return [c.strip() for c in rows[0].strip("|").split("|")]
 
 
-def test_env_throughput_benchmark_runs_and_reports(capsys):
-    main(["--num-envs", "2", "--seconds", "0.2", "--repeats", "1"])
-    out = capsys.readouterr().out
-    cells = table_row(out, "2")
-    native, sync, ratio, outside = float(cells[1]), float(cells[2]), float(cells[3].rstrip("x")), float(cells[4].rstrip("%"))
-    assert native > 0 and sync > 0 and 0 <= outside <= 100
-    assert abs(ratio - native / sync) < 0.05 * ratio + 0.01
+def percent(cell: str) -> float:
+    return float(cell.split()[0].rstrip("%x"))
 
 
-def test_tool_efficiency_benchmark_runs_and_reports(capsys):
-    from benchmarks.tool_efficiency import main as tool_efficiency
+def check_env_throughput(section: Section) -> None:
+    for n, r in section.raw["by_envs"].items():
+        cells = table_row(section.text, n)
+        native, sync, asyn = (statistics.median(r[k]) for k in ("native", "sync", "async"))
+        assert float(cells[1]) == pytest.approx(native, abs=0.51) and float(cells[2]) == pytest.approx(sync, abs=0.51)
+        assert percent(cells[4]) == pytest.approx(native / sync, abs=0.006)
+        assert percent(cells[5]) == pytest.approx(native / asyn, abs=0.006)
+        assert percent(cells[6]) == pytest.approx(100 * (1 - statistics.median(r["native_tool_share"])), abs=0.51)
+        assert min(native, sync, asyn) > 0
 
-    tool_efficiency(["--batch", "2", "--seconds", "0.1", "--repeats", "1"])
-    out = capsys.readouterr().out
-    cells = table_row(out, "2")
-    toolbox, ceiling, efficiency = float(cells[1]), float(cells[2]), float(cells[3].rstrip("%"))
-    assert toolbox > 0 and ceiling > 0
-    assert abs(efficiency - 100 * toolbox / ceiling) < 0.05 * efficiency + 1
+
+def check_tool_efficiency(section: Section) -> None:
+    for batch, r in section.raw["by_batch"].items():
+        cells = table_row(section.text, batch)
+        toolbox, ceiling = statistics.median(r["toolbox"]), statistics.median(r["ceiling"])
+        assert float(cells[1]) == pytest.approx(toolbox / 1e9, abs=0.006)
+        assert percent(cells[3]) == pytest.approx(100 * toolbox / ceiling, abs=0.51)
 
 
-def test_whole_image_latency_benchmark_runs_and_reports(capsys):
-    from benchmarks.whole_image_latency import main as whole_image_latency
+def check_whole_image_latency(section: Section) -> None:
+    for size, r in section.raw["by_size"].items():
+        cells = table_row(section.text, size)
+        t = {k: statistics.median(v) for k, v in r["seconds"].items()}
+        assert percent(cells[4]) == pytest.approx(100 * t["vote"] / t["dncnn"], abs=0.51)
+        assert percent(cells[5]) == pytest.approx(100 * t["blend"] / t["dncnn"], abs=0.51)
+        assert percent(cells[7]) == pytest.approx(100 * r["macs"]["vote"] / r["macs"]["dncnn"], abs=0.51)
+        # The agent's chains are far cheaper than the 17-layer CNN in multiply-adds.
+        assert r["macs"]["vote"] < 0.5 * r["macs"]["dncnn"]
 
-    whole_image_latency(["--sizes", "70", "--repeats", "1"])
-    out = capsys.readouterr().out
-    cells = table_row(out, "70")
-    vote, blend, dncnn = float(cells[1]), float(cells[2]), float(cells[3])
-    assert min(vote, blend, dncnn) > 0
-    assert abs(float(cells[4].rstrip("%")) - 100 * vote / dncnn) < 0.05 * 100 * vote / dncnn + 1
+
+def check_quality(section: Section) -> None:
+    rows = {(r["method"], r["test_set"]): r for r in section.raw["results"]}
+    agent = {level: rows[("agent, jointly fine-tuned tools (shipped)", level)] for level in ("mild", "moderate", "severe")}
+    dncnn = {level: rows[("DnCNN", level)] for level in agent}
+    cells = table_row(section.text, "agent multiply-adds / DnCNN-style's")
+    for k, level in enumerate(agent):
+        assert percent(cells[k + 1]) == pytest.approx(100 * agent[level]["macs"] / dncnn[level]["macs"], abs=0.51)
+        greedy = rows[("greedy oracle", level)]
+        assert greedy["psnr"] >= agent[level]["psnr"] > rows[("input", level)]["psnr"]
+    psnr = table_row(section.text, "agent PSNR minus DnCNN-style PSNR (dB)")
+    assert float(psnr[2]) == pytest.approx(agent["moderate"]["psnr"] - dncnn["moderate"]["psnr"], abs=0.006)
+
+
+def check_data_pipeline(section: Section) -> None:
+    for count, entry in section.raw["folders"].items():
+        for workers, runs in entry["runs"].items():
+            assert len(runs) == int(workers) * section.raw["params"]["repeats"]
+            assert all(n > 0 and peak >= start > 0 for n, _, start, peak in runs)
+
+
+def check_agent_training(section: Section) -> None:
+    for run in section.raw["runs"]:
+        assert run["steps_per_second"] > 0
+        assert 0 < run["tools"] <= run["environment"] + 0.02  # tool inference happens inside the env step
+        assert 0.5 < run["acting"] + run["environment"] + run["learning"] <= 1.0
+
+
+def check_distributed(section: Section) -> None:
+    runs = section.raw["runs"]
+    assert [r["processes"] for r in runs.values()] == [1, 2, 1]
+    assert all(len(r["loss"]) == len(r["steps"]) > 0 for r in runs.values())
+    ratio = section.raw["distance_2p"] / section.raw["distance_seed"]
+    assert section.targets[0].measured == f"{ratio:.2f}x"
+
+
+CHECKS = {
+    "env_throughput": (check_env_throughput, {"num_envs": [2], "seconds": 0.2, "repeats": 2}),
+    "tool_efficiency": (check_tool_efficiency, {"batch": [2], "seconds": 0.1, "repeats": 2}),
+    "whole_image_latency": (check_whole_image_latency, {"sizes": [70], "repeats": 2}),
+    "quality": (check_quality, {"patches": 4}),
+    "data_pipeline": (check_data_pipeline, {"folder_images": [3, 6], "seconds": 0.3, "workers": [1],
+                                            "size": [200, 150]}),
+    "agent_training": (check_agent_training, {"total_steps": 80, "learning_starts": 40, "repeats": 1}),
+}
+
+
+@pytest.mark.parametrize("module", sorted(CHECKS))
+def test_benchmark_measures_and_reports_consistent_figures(module, tmp_path):
+    import importlib
+
+    check, tiny = CHECKS[module]
+    section = importlib.import_module(f"benchmarks.{module}").run(True, "cpu", tmp_path, **tiny)
+    assert section.title and section.text and section.seconds > 0
+    json.dumps(section.raw)  # the report stores it
+    check(section)
+    for name in section.figures:
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_quick_mode_end_to_end(tmp_path):
+    from benchmarks import machine
+    from benchmarks.__main__ import BENCHMARKS, main
+
+    report = main(["--quick", "--device", "cpu", "--out-dir", str(tmp_path)])
+    text = report.read_text()
+    assert report.name.startswith(machine_slug(machine("cpu"))) and report.name.endswith("-quick.md")
+    folder = tmp_path / report.stem
+    raw = json.loads((folder / "raw.json").read_text())
+    assert raw["machine"]["torch"] and raw["machine"]["cores"] >= 1 and "| torch |" in text
+    assert len(raw["sections"]) == len(BENCHMARKS)
+    for title in raw["sections"]:
+        assert f"## {title}" in text
+    # Every figure the report links to exists.
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+        assert (tmp_path / link).stat().st_size > 1000
+    assert {"quality.png", "distributed.png"} <= {p.name for p in folder.iterdir()}
+    # The ratios printed in the report, recomputed from the raw figures printed with it.
+    sections = raw["sections"]
+    for module, (check, _) in CHECKS.items():
+        title = next(t for t in sections if t.lower().startswith(_TITLES[module]))
+        body = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+        check(Section(title, body, sections[title], [], _targets(text, title)))
+    check_distributed(Section("distributed", "", sections["Data-parallel training (torchrun)"], [],
+                              _targets(text, "Data-parallel training (torchrun)")))
+    assert "| target | measured | met | section |" in text
+
+
+_TITLES = {"env_throughput": "environment throughput", "tool_efficiency": "tool inference", "quality": "quality",
+           "whole_image_latency": "whole-image", "data_pipeline": "data pipeline", "agent_training": "agent training"}
+
+
+def _targets(text: str, title: str):
+    from benchmarks import Target
+
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line.rstrip().endswith(f"| {title} |")]
+    return [Target(c[0], c[1], c[2] == "yes") for c in ([x.strip() for x in r.strip("|").split("|")] for r in rows)]

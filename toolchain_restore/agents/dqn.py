@@ -245,14 +245,20 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     rewards_of: list[list[float]] = [[] for _ in range(n)]
     recent_returns, recent_lengths, recent_stops, recent_actions = [], [], [], []
     start, start_step = time.perf_counter(), global_step
+    # Wall time of the three phases of a step, logged as shares (perf/...) to show where time goes.
+    phase_seconds = {"acting": 0.0, "environment": 0.0, "learning": 0.0}
     bar = tqdm(total=s.total_steps, initial=global_step, disable=not progress, desc="agent")
 
     while global_step < s.total_steps:
         # -- act: epsilon-greedy on the batch ---------------------------------------------
         epsilon = s.epsilon_end + (s.epsilon_start - s.epsilon_end) * max(0.0, 1.0 - global_step / s.epsilon_decay_steps)
         explorer.epsilon = epsilon
+        tick = time.perf_counter()
         actions, state = explorer.predict(obs, state, episode_start=fresh)
+        tock = time.perf_counter()
         obs, rewards, terminated, _, _ = envs.step(actions)
+        phase_seconds["acting"] += tock - tick
+        phase_seconds["environment"] += time.perf_counter() - tock
 
         # -- remember whole episodes ------------------------------------------------------
         acting = ~resetting
@@ -274,6 +280,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
         bar.update(int(acting.sum()))
 
         # -- learn ------------------------------------------------------------------------
+        tick = time.perf_counter()
         if global_step >= s.learning_starts and len(replay):
             for group in optimizer.param_groups:
                 group["lr"] = max(s.lr_min, s.lr * 0.5 ** (global_step // s.lr_halve_every))
@@ -301,6 +308,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
             if global_step >= next_sync:
                 target.load_state_dict(q.state_dict())
                 next_sync += s.target_sync_every
+        phase_seconds["learning"] += time.perf_counter() - tick
 
         crossed = global_step // LOG_EVERY != (global_step - int(acting.sum())) // LOG_EVERY
         if recent_returns and (crossed or global_step >= s.total_steps):
@@ -309,7 +317,10 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
             writer.add_scalar("charts/stop_rate", float(np.mean(recent_stops)), global_step)
             writer.add_scalar("charts/epsilon", epsilon, global_step)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            writer.add_scalar("charts/steps_per_second", (global_step - start_step) / (time.perf_counter() - start), global_step)
+            elapsed = time.perf_counter() - start
+            writer.add_scalar("charts/steps_per_second", (global_step - start_step) / elapsed, global_step)
+            for phase, spent in phase_seconds.items():
+                writer.add_scalar(f"perf/{phase}_share", spent / elapsed, global_step)
             usage = np.bincount(recent_actions, minlength=NUM_TOOLS + 1)[:NUM_TOOLS]
             for k in range(NUM_TOOLS):
                 writer.add_scalar(f"charts/tool_usage/tool{k + 1:02d}", usage[k] / max(1, usage.sum()), global_step)

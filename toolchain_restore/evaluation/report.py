@@ -9,7 +9,7 @@ from typing import Sequence
 from ..tools import NUM_TOOLS
 from .protocol import MethodResult
 
-__all__ = ["markdown_report", "plot_report"]
+__all__ = ["markdown_report", "summary_table", "plot_report"]
 
 
 def _macs(value: float) -> str:
@@ -42,6 +42,21 @@ def markdown_report(results: Sequence[MethodResult]) -> str:
         for r in chained:
             lines.append(f"| {r.test_set} | {r.method} | " + " | ".join(f"{100 * u:.0f}" for u in r.tool_usage) + " |")
         lines.append("")
+    return "\n".join(lines)
+
+
+def summary_table(results: Sequence[MethodResult]) -> str:
+    """One row per method, PSNR / SSIM per test set in columns, then mean multiply-adds per
+    patch over all sets (the compact table of the README and the benchmark report)."""
+    names = list(dict.fromkeys(r.test_set for r in results))
+    by = {(r.method, r.test_set): r for r in results}
+    lines = ["| method | " + " | ".join(f"{n} PSNR / SSIM" for n in names) + " | multiply-adds per patch |",
+             "|---|" + "---|" * (len(names) + 1)]
+    for method in dict.fromkeys(r.method for r in results):
+        rows = [by[(method, n)] for n in names if (method, n) in by]
+        cells = [f"{by[(method, n)].psnr:.2f} / {by[(method, n)].ssim:.4f}" if (method, n) in by else "-" for n in names]
+        macs = sum(r.macs for r in rows) / len(rows)
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_macs(macs)} |")
     return "\n".join(lines)
 
 
