@@ -56,6 +56,8 @@ def test_tiny_training_run(tmp_path, double_dqn):
     assert {"eval/moderate/psnr", "eval/severe/gain", "charts/episodic_return", "charts/epsilon",
             "charts/tool_usage/tool01"} <= tags
     assert "images/toolchains" in events.Tags()["images"]
+    shares = [events.Scalars(f"perf/{phase}_share")[-1].value for phase in ("acting", "environment", "learning")]
+    assert all(0 < share < 1 for share in shares) and sum(shares) <= 1.0
 
 
 def test_evaluation_is_repeatable():
