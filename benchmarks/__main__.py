@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> Path:
     device = resolve_device(args.device)
     info = machine(device)
     date = datetime.date.today().isoformat()
-    name = f"{machine_slug(info)}-{date}{'-quick' if args.quick else ''}"
+    # A partial run gets its own name, so that it never replaces the full report of the day.
+    name = (f"{machine_slug(info)}-{date}{'-quick' if args.quick else ''}"
+            + (f"-only-{'-'.join(args.only)}" if args.only else ""))
     figures = args.out_dir / name
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

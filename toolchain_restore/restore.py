@@ -64,9 +64,12 @@ DEFAULT_BATCH_SIZE = 256
 """Patches given to the agent (and, in blend mode, restored) at once: bounds memory."""
 PROGRESS_AUTO_PATCHES = 400
 """``progress=None`` shows a progress bar above this many patches (about a 1-megapixel image)."""
-TOOL_TILE = 512
+TOOL_TILE = 256
 """Vote mode applies a tool to the whole image in tiles of this side (plus a margin), so a
-large image never needs the tool's 64-channel activations at full size."""
+large image never needs the tool's 64-channel activations at full size. Tiles of 256 run
+the large tools about 1.3-1.5x faster on a 512 or 1024 image than tiles of 512 or none (a
+tile's activations stay in the CPU's caches; measured on one thread of a 2-core AMD EPYC);
+DnCNN-style gains nothing from tiling, its 64-channel convolutions being compute-bound."""
 SUPPORTED_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
 
 
