@@ -1,0 +1,5 @@
+"""Layers shared by every model: DCNet's decoupled convolutions."""
+
+from .decoupled import ANGULARS, BOUNDED, MAGNITUDES, DecoupledConv2d, conv2d, parse_conv_kind
+
+__all__ = ["ANGULARS", "BOUNDED", "MAGNITUDES", "DecoupledConv2d", "conv2d", "parse_conv_kind"]
