@@ -1,5 +1,7 @@
 """Layers shared by every model: DCNet's decoupled convolutions."""
 
-from .decoupled import ANGULARS, BOUNDED, MAGNITUDES, DecoupledConv2d, conv2d, parse_conv_kind
+from .decoupled import (ANGULARS, BOUNDED, MAGNITUDES, DecoupledConv2d, conv2d, orthogonality_penalty, parse_conv_kind,
+                        project_filters)
 
-__all__ = ["ANGULARS", "BOUNDED", "MAGNITUDES", "DecoupledConv2d", "conv2d", "parse_conv_kind"]
+__all__ = ["ANGULARS", "BOUNDED", "MAGNITUDES", "DecoupledConv2d", "conv2d", "parse_conv_kind", "project_filters",
+           "orthogonality_penalty"]

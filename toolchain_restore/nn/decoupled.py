@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MAGNITUDES", "BOUNDED", "ANGULARS", "DecoupledConv2d", "conv2d", "parse_conv_kind"]
+__all__ = ["MAGNITUDES", "BOUNDED", "ANGULARS", "DecoupledConv2d", "conv2d", "parse_conv_kind", "project_filters",
+           "orthogonality_penalty"]
 
 MAGNITUDES = ("sphere", "ball", "tanh", "linear", "seg", "log", "mix")
 BOUNDED = ("sphere", "ball", "tanh")
@@ -192,3 +193,33 @@ def conv2d(kind: str, in_channels: int, out_channels: int, kernel_size, **kwargs
     magnitude, angular, weighted = parsed
     return DecoupledConv2d(in_channels, out_channels, kernel_size, magnitude=magnitude, angular=angular,
                            weighted=weighted, **kwargs)
+
+
+@torch.no_grad()
+def project_filters(model: nn.Module) -> int:
+    """Scale every filter of every decoupled convolution in ``model`` to unit norm (the
+    official code does it every 100 iterations: unweighted operators ignore |w|, and this
+    keeps the raw filters from drifting in scale). Returns how many layers it touched."""
+    count = 0
+    for m in model.modules():
+        if isinstance(m, DecoupledConv2d):
+            m.weight.div_(m.weight.pow(2).sum(dim=(1, 2, 3), keepdim=True).add(EPS).sqrt())
+            count += 1
+    return count
+
+
+def orthogonality_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum over the decoupled convolutions of ``|W W^T - I|^2``, W the unit-norm filters as
+    rows (out_channels x in_channels/groups * k * k): the official code's regulariser
+    (weight 1e-5) that spreads the filters' directions."""
+    total = None
+    for m in model.modules():
+        if isinstance(m, DecoupledConv2d):
+            w = m.weight.flatten(1)
+            w = w / torch.sqrt(w.pow(2).sum(dim=1, keepdim=True) + EPS)
+            gram = w @ w.t()
+            term = (gram - torch.eye(len(w), device=w.device, dtype=w.dtype)).pow(2).sum()
+            total = term if total is None else total + term
+    if total is None:
+        return torch.zeros((), device=next(model.parameters()).device)
+    return total

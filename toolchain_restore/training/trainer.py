@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..serialization import atomic_write
+from ..nn import orthogonality_penalty, project_filters
 
 __all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown", "step_rng"]
 
@@ -56,6 +57,10 @@ class TrainerSettings:
     """Linear warm-up steps from 0 to lr."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this value (0 = no clipping)."""
+    filter_projection_every: int = 0
+    """DCNet: scale the decoupled convolutions' filters to unit norm every N steps (official: 100; 0 = never)."""
+    orthogonality_weight: float = 0.0
+    """DCNet: weight of the orthogonality penalty |W W^T - I|^2 on decoupled filters (official: 1e-5; 0 = off)."""
     seed: int = 0
     """Seed of the model initialisation and of every batch."""
     device: str = "auto"
@@ -266,6 +271,10 @@ class Trainer:
                     group["lr"] = lr
                 model.train()
                 loss, logs = task.loss(model, batch, device)
+                if s.orthogonality_weight > 0:
+                    penalty = orthogonality_penalty(model)
+                    loss = loss + s.orthogonality_weight * penalty
+                    logs["orthogonality"] = penalty.item()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
@@ -276,6 +285,8 @@ class Trainer:
                     nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
                 optimizer.step()
                 done = step + 1
+                if s.filter_projection_every and done % s.filter_projection_every == 0:
+                    project_filters(model)
                 bar.update(1)
                 if writer is not None and (done % s.log_every == 0 or done == s.iterations):
                     writer.add_scalar("losses/loss", loss.item(), done)
