@@ -131,9 +131,10 @@ def test_seg_is_continuous_at_the_radius():
     with torch.no_grad():
         layer.weight.fill_(1.0)
     # A 1x1 filter: |x| is the pixel itself (up to eps), cos(theta) = 1 for positive pixels.
-    below, above = layer(torch.tensor([[[[2.0 - 1e-4]]]])), layer(torch.tensor([[[[2.0 + 1e-4]]]]))
+    with torch.no_grad():
+        below, above = layer(torch.tensor([[[[2.0 - 1e-4]]]])), layer(torch.tensor([[[[2.0 + 1e-4]]]]))
+        slope_above = float(layer(torch.tensor([[[[3.0]]]])) - layer(torch.tensor([[[[2.5]]]]))) / 0.5
     assert abs(float(below - above)) < 1e-3
-    slope_above = float(layer(torch.tensor([[[[3.0]]]])) - layer(torch.tensor([[[[2.5]]]]))) / 0.5
     assert slope_above == pytest.approx(0.5, abs=1e-3)
 
 
