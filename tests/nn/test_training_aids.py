@@ -62,14 +62,14 @@ def test_trainer_projects_filters_and_adds_the_penalty(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     task = TinyTask()
-    start_penalty = float(orthogonality_penalty(task.model))
+    start_penalty = float(orthogonality_penalty(task.model).detach())
     settings = TrainerSettings(out_dir=str(tmp_path), iterations=30, lr=1e-2, schedule="constant", log_every=5,
                                eval_every=30, checkpoint_every=30, progress=False, device="cpu",
                                filter_projection_every=10, orthogonality_weight=1.0)
     Trainer(settings).fit(task)
     for layer in (task.model[0], task.model[2]):  # the last step (30) projected them
         assert torch.allclose(filter_norms(layer), torch.ones(len(layer.weight)), atol=1e-4)
-    assert float(orthogonality_penalty(task.model)) < start_penalty
+    assert float(orthogonality_penalty(task.model).detach()) < start_penalty
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert "losses/orthogonality" in events.Tags()["scalars"]
