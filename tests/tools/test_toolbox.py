@@ -226,7 +226,7 @@ def test_save_load_roundtrip(busy_toolbox, tmp_path):
     path = tmp_path / "box.safetensors"
     busy_toolbox.save(path, note="roundtrip", steps=3)
     loaded = Toolbox.load(path).eval()
-    assert loaded.config == {"note": "roundtrip", "steps": 3}
+    assert loaded.config == {"note": "roundtrip", "steps": 3, "conv": "plain"}
     x = torch.rand(2, 3, 25, 18, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         for i in range(12):

@@ -83,6 +83,8 @@ class DQNSettings:
     """The official training-only env rules (skip patches above 50 dB, end when PSNR drops below the input's)."""
     max_steps: int = 3
     """Longest toolchain."""
+    conv: str = "plain"
+    """The feature extractor's convolutions: 'plain' (the paper's) or DCNet decoupled, e.g. 'tanh_cos'."""
     eval_every: int = 100_000
     """Environment steps between held-out evaluations."""
     eval_patches: int = 256
@@ -212,9 +214,13 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
 
-    q = RecurrentQNetwork().to(device)
+    q = RecurrentQNetwork(conv=s.conv).to(device)
     if s.init_agent is not None:
-        q.load_state_dict(RecurrentQPolicy.load(s.init_agent, device=device).network.state_dict())
+        start_from = RecurrentQPolicy.load(s.init_agent, device=device).network
+        if start_from.conv != s.conv:
+            raise ValueError(f"init_agent {s.init_agent} has {start_from.conv!r} convolutions, the settings ask for "
+                             f"{s.conv!r}")
+        q.load_state_dict(start_from.state_dict())
     target = copy.deepcopy(q)
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
     replay = EpisodeReplay(s.replay_steps)

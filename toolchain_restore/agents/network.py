@@ -8,25 +8,48 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..envs.episode import NUM_ACTIONS
+from ..nn import DecoupledConv2d, parse_conv_kind
 from ..tools import NUM_TOOLS
 
-__all__ = ["SamePadConv2d", "RecurrentQNetwork", "LSTMState"]
+__all__ = ["SamePadConv2d", "SamePadDecoupledConv2d", "same_pad_conv", "RecurrentQNetwork", "LSTMState"]
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 """(h, c), each 1 x N x hidden."""
 
 
+def same_padding(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``x`` padded for TensorFlow's "same" output (ceil(input / stride)), the extra row and
+    column going to the bottom and right as in the official agent."""
+    pads = []
+    for size, k, s in zip(reversed(x.shape[-2:]), reversed(conv.kernel_size), reversed(conv.stride)):
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
 class SamePadConv2d(nn.Conv2d):
-    """A strided convolution with TensorFlow's "same" padding (output = ceil(input / stride)),
-    the extra row and column going to the bottom and right as in the official agent."""
+    """A strided convolution with "same" padding (see :func:`same_padding`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        return super().forward(same_padding(x, self))
+
+
+class SamePadDecoupledConv2d(DecoupledConv2d):
+    """A DCNet decoupled convolution with "same" padding, for a decoupled feature extractor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(same_padding(x, self))
+
+
+def same_pad_conv(kind: str, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> nn.Conv2d:
+    """A "same"-padded convolution of the named kind: 'plain' or a decoupled one ('tanh_cos', ...)."""
+    parsed = parse_conv_kind(kind)
+    if parsed is None:
+        return SamePadConv2d(in_channels, out_channels, kernel_size, stride=stride)
+    magnitude, angular, weighted = parsed
+    return SamePadDecoupledConv2d(in_channels, out_channels, kernel_size, stride=stride, magnitude=magnitude,
+                                  angular=angular, weighted=weighted)
 
 
 class RecurrentQNetwork(nn.Module):
@@ -35,20 +58,24 @@ class RecurrentQNetwork(nn.Module):
     Features: conv 9x9 (32, stride 2), conv 5x5 (24, s2) x 3, ReLU, "same" padding, a 63x63
     patch becomes 4x4x24 = 384 values -> fc 32, ReLU. The previous tool's one-hot (12) joins
     them -> LSTM with 50 units -> linear -> 13 action values (tools 1..12, stop).
+
+    ``conv`` = 'plain' (the paper's) or a DCNet decoupled convolution for the four feature
+    convolutions ('tanh_cos', 'weighted_seg_linear', ...: see ``toolchain_restore.nn``).
     """
 
-    def __init__(self, patch_size: int = 63, hidden: int = 50, features: int = 32) -> None:
+    def __init__(self, patch_size: int = 63, hidden: int = 50, features: int = 32, conv: str = "plain") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.hidden = hidden
+        self.conv = conv
         self.convs = nn.Sequential(
-            SamePadConv2d(3, 32, 9, stride=2),
+            same_pad_conv(conv, 3, 32, 9, stride=2),
             nn.ReLU(inplace=True),
-            SamePadConv2d(32, 24, 5, stride=2),
+            same_pad_conv(conv, 32, 24, 5, stride=2),
             nn.ReLU(inplace=True),
-            SamePadConv2d(24, 24, 5, stride=2),
+            same_pad_conv(conv, 24, 24, 5, stride=2),
             nn.ReLU(inplace=True),
-            SamePadConv2d(24, 24, 5, stride=2),
+            same_pad_conv(conv, 24, 24, 5, stride=2),
             nn.ReLU(inplace=True),
         )
         side = patch_size
@@ -96,7 +123,9 @@ class RecurrentQNetwork(nn.Module):
         return (values[0] if single else values), state
 
     def macs_per_step(self) -> int:
-        """Multiply-adds of one decision on one patch (convolutions, fc, LSTM, head)."""
+        """Multiply-adds of one decision on one patch (convolutions, fc, LSTM, head). A
+        decoupled convolution is counted as its inner product only (its patch norms add a
+        cheap ones-kernel convolution per group)."""
         total, side = 0, self.patch_size
         for conv in self.convs:
             if isinstance(conv, nn.Conv2d):

@@ -97,7 +97,7 @@ class RecurrentQPolicy:
         given, the settings it was trained with (``training``, e.g. ``asdict(DQNSettings)``)."""
         net = self.network
         config = {"patch_size": net.patch_size, "hidden": net.hidden, "features": net.fc.out_features,
-                  "epsilon": self.epsilon}
+                  "conv": net.conv, "epsilon": self.epsilon}
         if training is not None:
             config["training"] = training
         save_weights(net, path, POLICY_KIND, config)
@@ -107,7 +107,7 @@ class RecurrentQPolicy:
         _, config = read_metadata(path)
         network = RecurrentQNetwork(
             patch_size=int(config.get("patch_size", 63)), hidden=int(config.get("hidden", 50)),
-            features=int(config.get("features", 32)),
+            features=int(config.get("features", 32)), conv=str(config.get("conv", "plain")),
         )
         config = load_weights(network, path, POLICY_KIND)
         policy = cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device)

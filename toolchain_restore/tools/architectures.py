@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..nn import conv2d
+
 __all__ = ["SmallTool", "LargeTool", "ResidualBlock"]
 
 
@@ -22,16 +24,21 @@ def _start_near_identity(last: nn.Conv2d) -> None:
 
 
 class SmallTool(nn.Module):
-    """3 convolutions: 9x9 3->32, ReLU, 5x5 32->16, ReLU, 5x5 16->3 (21,827 parameters)."""
+    """3 convolutions: 9x9 3->32, ReLU, 5x5 32->16, ReLU, 5x5 16->3 (21,827 parameters).
 
-    def __init__(self) -> None:
+    ``conv``: 'plain' (the paper's) or a DCNet decoupled convolution for every layer
+    ('tanh_cos', ...; see ``toolchain_restore.nn``). An unweighted decoupled layer ignores
+    the filter's scale, so only plain and weighted tools start near the identity.
+    """
+
+    def __init__(self, conv: str = "plain") -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 32, 9, padding=4),
+            conv2d(conv, 3, 32, 9, padding=4),
             nn.ReLU(inplace=True),
-            nn.Conv2d(32, 16, 5, padding=2),
+            conv2d(conv, 32, 16, 5, padding=2),
             nn.ReLU(inplace=True),
-            nn.Conv2d(16, 3, 5, padding=2),
+            conv2d(conv, 16, 3, 5, padding=2),
         )
         _start_near_identity(self.body[-1])
 
@@ -42,10 +49,10 @@ class SmallTool(nn.Module):
 class ResidualBlock(nn.Module):
     """conv 3x3, ReLU, conv 3x3, plus the block's input."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, conv: str = "plain") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = conv2d(conv, channels, channels, 3, padding=1)
+        self.conv2 = conv2d(conv, channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(torch.relu(self.conv1(x)))
@@ -53,15 +60,15 @@ class ResidualBlock(nn.Module):
 
 class LargeTool(nn.Module):
     """5x5 3->64, ReLU, 1x1 64->32, 2 residual blocks at 32, 1x1 32->64, ReLU, 5x5 64->3
-    (50,851 parameters)."""
+    (50,851 parameters). ``conv`` as for :class:`SmallTool`."""
 
-    def __init__(self) -> None:
+    def __init__(self, conv: str = "plain") -> None:
         super().__init__()
-        self.head = nn.Conv2d(3, 64, 5, padding=2)
-        self.reduce = nn.Conv2d(64, 32, 1)
-        self.blocks = nn.Sequential(ResidualBlock(32), ResidualBlock(32))
-        self.expand = nn.Conv2d(32, 64, 1)
-        self.tail = nn.Conv2d(64, 3, 5, padding=2)
+        self.head = conv2d(conv, 3, 64, 5, padding=2)
+        self.reduce = conv2d(conv, 64, 32, 1)
+        self.blocks = nn.Sequential(ResidualBlock(32, conv), ResidualBlock(32, conv))
+        self.expand = conv2d(conv, 32, 64, 1)
+        self.tail = conv2d(conv, 64, 3, 5, padding=2)
         _start_near_identity(self.tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

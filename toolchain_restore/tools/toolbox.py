@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data.tensors import check_image_batch
-from ..serialization import load_weights, save_weights, shipped_weights
+from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
 
@@ -31,10 +31,12 @@ class Toolbox(nn.Module):
     ``toolbox.apply(x, actions)`` runs each tool once on the rows that chose it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, conv: str = "plain") -> None:
         super().__init__()
         self.specs: tuple[ToolSpec, ...] = TOOL_SPECS
-        self.tools = nn.ModuleList(SmallTool() if s.size == "small" else LargeTool() for s in TOOL_SPECS)
+        self.conv = conv
+        """'plain' (the paper's tools) or a DCNet decoupled convolution in every layer ('tanh_cos', ...)."""
+        self.tools = nn.ModuleList(SmallTool(conv) if s.size == "small" else LargeTool(conv) for s in TOOL_SPECS)
 
     def __len__(self) -> int:
         return NUM_TOOLS
@@ -70,11 +72,12 @@ class Toolbox(nn.Module):
         return TOOL_SPECS[self._check_tool(i)].macs_per_pixel * int(height) * int(width)
 
     def save(self, path: str | os.PathLike, **config) -> None:
-        save_weights(self, path, WEIGHTS_KIND, config)
+        save_weights(self, path, WEIGHTS_KIND, {**config, "conv": self.conv})
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Toolbox":
-        toolbox = cls()
+        _, config = read_metadata(path)
+        toolbox = cls(conv=str(config.get("conv", "plain")))
         toolbox.config = load_weights(toolbox, path, WEIGHTS_KIND)
         return toolbox.to(map_location)
 

@@ -41,6 +41,8 @@ class ToolTrainingSettings:
     """Start from this toolbox file instead of random weights."""
     init_seed: int = 0
     """Seed of the initial weights (batches are seeded by the trainer's --seed)."""
+    conv: str = "plain"
+    """The tools' convolutions: 'plain' (the paper's) or DCNet decoupled, e.g. 'tanh_cos' (ignored with --init)."""
 
 
 def band_test_set(
@@ -81,7 +83,7 @@ class ToolTrainingTask:
         self.indices = sorted({t - 1 for t in settings.tools})
         with torch.random.fork_rng():
             torch.manual_seed(settings.init_seed)
-            self.model = Toolbox.load(settings.init) if settings.init else Toolbox()
+            self.model = Toolbox.load(settings.init) if settings.init else Toolbox(conv=settings.conv)
         # Tools not being trained stay frozen, so the optimiser leaves them as they are.
         for i, tool in enumerate(self.model.tools):
             tool.requires_grad_(i in self.indices)
