@@ -1,0 +1,103 @@
+"""Distortion classification data, the switchable classifier, its training on the generic
+trainer, the other data sources and the attacks."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolchain_restore.classification import (DISTORTION_CLASSES, ClassificationSettings, ClassificationTask,
+                                              Classifier, bim, cifar10_batches, distortion_patches, fgsm,
+                                              folder_of_classes, load_data, robust_accuracy)
+from toolchain_restore.nn import DecoupledConv2d
+from toolchain_restore.training import Trainer, TrainerSettings
+
+
+def test_distortion_patches_are_seeded_labelled_and_degraded():
+    a = distortion_patches(24, "test", np.random.default_rng(1), patch_size=20)
+    b = distortion_patches(24, "test", np.random.default_rng(1), patch_size=20)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert a.images.shape == (24, 3, 20, 20) and a.classes == DISTORTION_CLASSES and len(DISTORTION_CLASSES) == 12
+    assert a.labels.min() >= 0 and a.labels.max() < 12 and len(set(a.labels.tolist())) > 4
+    assert 0.0 <= a.images.min() and a.images.max() <= 1.0
+
+
+@pytest.mark.parametrize("conv", ["plain", "tanh_cos", "weighted_seg_linear"])
+def test_classifier_switches_its_convolutions(conv):
+    model = Classifier(12, conv=conv, width=8)
+    decoupled = [m for m in model.modules() if isinstance(m, DecoupledConv2d)]
+    assert len(decoupled) == (0 if conv == "plain" else 6)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 12)
+
+
+def test_training_on_the_generic_trainer_beats_chance(tmp_path):
+    settings = ClassificationSettings(train_patches=600, test_patches=240, batch_size=32, width=8)
+    task = ClassificationTask(settings)
+    before = task.evaluate(task.model.eval(), torch.device("cpu"))["accuracy"]
+    trainer = TrainerSettings(out_dir=str(tmp_path), iterations=120, lr=3e-3, schedule="constant", eval_every=120,
+                              checkpoint_every=120, progress=False, device="cpu")
+    after = Trainer(trainer, (settings,)).fit(task)["accuracy"]
+    assert after > max(2.0 / 12, before + 0.05), (before, after)  # 12 classes: chance is 1/12
+
+
+def test_folder_of_classes_and_its_held_out_split(tmp_path):
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["cats", "dogs"]):
+        (tmp_path / name / "more").mkdir(parents=True)
+        for i in range(5):
+            colour = np.full((12, 10, 3), 200 * k, np.uint8) + rng.integers(0, 40, (12, 10, 3), dtype=np.uint8)
+            Image.fromarray(colour).save(tmp_path / name / ("more" if i == 4 else "") / f"{i}.png")
+    data = folder_of_classes(tmp_path, size=16)
+    assert data.classes == ("cats", "dogs") and data.images.shape == (10, 3, 16, 16)
+    assert data.labels.tolist() == [0] * 5 + [1] * 5
+    train, test = load_data(ClassificationSettings(data=str(tmp_path), patch_size=16))
+    assert len(train) == 8 and len(test) == 2 and sorted(test.labels.tolist()) == [0, 1]
+    (tmp_path / "birds").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        folder_of_classes(tmp_path)
+    with pytest.raises(NotADirectoryError):
+        folder_of_classes(tmp_path / "missing")
+
+
+def test_cifar10_python_batches(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 9]}
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump(batch, f)
+    train, test = cifar10_batches(tmp_path, "train"), cifar10_batches(tmp_path, "test")
+    assert train.images.shape == (20, 3, 32, 32) and len(test) == 4 and test.classes[9] == "truck"
+    # Channel-major rows: the first 1024 values are the red plane.
+    raw = pickle.load(open(tmp_path / "test_batch", "rb"))[b"data"][0]
+    assert torch.allclose(test.images[0, 0].flatten(), torch.tensor(raw[:1024] / 255.0, dtype=torch.float32))
+    assert len(load_data(ClassificationSettings(data=str(tmp_path)))[0]) == 20
+    (tmp_path / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="data_batch_3"):
+        cifar10_batches(tmp_path, "train")
+    (tmp_path / "data_batch_5").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_5"):
+        cifar10_batches(tmp_path, "train")
+
+
+def test_attacks_stay_in_the_ball_and_hurt_a_trained_model():
+    torch.manual_seed(0)
+    # A linearly separable toy: the class is whether the image is bright.
+    x = torch.rand(64, 3, 8, 8) * 0.4 + torch.randint(0, 2, (64, 1, 1, 1)) * 0.5
+    y = (x.mean(dim=(1, 2, 3)) > 0.45).long()
+    model = Classifier(2, width=4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    clean = robust_accuracy(model, x, y, "none", 0.0)
+    assert clean > 0.9
+    for attack in (fgsm, bim):
+        adv = attack(model.eval(), x, y, 0.1)
+        assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert robust_accuracy(model, x, y, "bim", 0.3) < clean
+    assert robust_accuracy(model, x, y, "fgsm", 0.0) == clean
+    with pytest.raises(ValueError, match="attack"):
+        robust_accuracy(model, x, y, "pgd", 0.1)

@@ -1,0 +1,12 @@
+"""Image classification on the project's trainer, for DCNet's claims: the distortion-type
+and level of degraded patches (12 classes, the toolbox's bands), or a user's folder of
+class subfolders, or CIFAR-10's python batches; a small CNN whose convolutions are a
+setting; FGSM and BIM attacks."""
+
+from .attacks import bim, fgsm, robust_accuracy
+from .data import DISTORTION_CLASSES, ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
+from .network import Classifier
+from .training import ClassificationSettings, ClassificationTask, load_data
+
+__all__ = ["DISTORTION_CLASSES", "ClassificationData", "distortion_patches", "folder_of_classes", "cifar10_batches",
+           "Classifier", "fgsm", "bim", "robust_accuracy", "ClassificationSettings", "ClassificationTask", "load_data"]

@@ -1,0 +1,95 @@
+"""Classification as a task of the generic trainer (checkpoints, resume, TensorBoard, torchrun)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training import step_rng
+from .data import ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
+from .network import Classifier
+
+__all__ = ["ClassificationSettings", "ClassificationTask", "load_data"]
+
+HELD_OUT_EVERY = 5
+"""A folder of class subfolders keeps every fifth image of each class (sorted by name) for testing."""
+
+
+@dataclass
+class ClassificationSettings:
+    """What the classifier trains on, and its shape."""
+
+    data: str = "distortions"
+    """'distortions' (degraded patches labelled by band), a folder of class subfolders, or a CIFAR-10 python folder."""
+    images: str | None = None
+    """For 'distortions': the folder of clean images (None = the embedded default; test patches from its test split)."""
+    patch_size: int = 32
+    """Side of the distortion patches (folder images are resized to it; CIFAR-10 is 32)."""
+    train_patches: int = 6000
+    """Distortion patches made once, as the training set."""
+    test_patches: int = 1200
+    """Distortion patches from the held-out images, as the test set."""
+    batch_size: int = 64
+    """Images per step (per process under torchrun)."""
+    conv: str = "plain"
+    """The network's convolutions: 'plain' or DCNet decoupled, e.g. 'tanh_cos'."""
+    width: int = 16
+    """Channels of the first stage (then 2x and 4x)."""
+    data_seed: int = 0
+    """Seed of the distortion patches (the same seed gives every run the same data)."""
+
+
+def load_data(s: ClassificationSettings) -> tuple[ClassificationData, ClassificationData]:
+    """(train, test) of the settings' data source."""
+    if s.data == "distortions":
+        rng = np.random.default_rng(s.data_seed)
+        return (distortion_patches(s.train_patches, "train", rng, s.images, s.patch_size),
+                distortion_patches(s.test_patches, "test", rng, s.images, s.patch_size))
+    root = Path(s.data)
+    if (root / "test_batch").is_file():
+        return cifar10_batches(root, "train"), cifar10_batches(root, "test")
+    everything = folder_of_classes(root, s.patch_size)
+    index = torch.arange(len(everything))
+    # Within each class the images are in name order, so every fifth one is a spread sample.
+    rank_in_class = torch.zeros_like(index)
+    for k in range(len(everything.classes)):
+        rows = (everything.labels == k).nonzero(as_tuple=True)[0]
+        rank_in_class[rows] = torch.arange(len(rows))
+    test = rank_in_class % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+    pick = lambda m: ClassificationData(everything.images[m], everything.labels[m], everything.classes)  # noqa: E731
+    return pick(~test), pick(test)
+
+
+class ClassificationTask:
+    """Cross-entropy on random batches of the training set; accuracy on the test set."""
+
+    def __init__(self, settings: ClassificationSettings, seed: int = 0) -> None:
+        self.settings = settings
+        self.train, self.test = load_data(settings)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.model = Classifier(len(self.train.classes), settings.conv, settings.width)
+
+    def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.train.batch(step_rng(seed, step, rank), self.settings.batch_size)
+
+    def loss(self, model: nn.Module, batch, device: torch.device):
+        x, y = (t.to(device) for t in batch)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        return loss, {"accuracy": float((logits.argmax(1) == y).float().mean())}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        correct, total_loss = 0, 0.0
+        for lo in range(0, len(self.test), 256):
+            x, y = self.test.images[lo : lo + 256].to(device), self.test.labels[lo : lo + 256].to(device)
+            logits = model(x)
+            correct += int((logits.argmax(1) == y).sum())
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        return {"accuracy": correct / len(self.test), "loss": total_loss / len(self.test)}
