@@ -86,6 +86,18 @@ def check_distributed(section: Section) -> None:
     assert section.targets[0].measured == f"{ratio:.2f}x"
 
 
+def check_dcnet(section: Section) -> None:
+    p = section.raw["params"]
+    for operator, runs in section.raw["curves"].items():
+        assert len(runs) == p["seeds"] and all(0 <= a <= 1 for run in runs for _, a in run)
+        cells = table_row(section.text, operator)
+        final = [run[-1][1] for run in runs]
+        assert float(cells[2].split()[0]) == pytest.approx(sum(final) / len(final), abs=0.0006)
+        for eps in p["epsilons"]:
+            assert len(section.raw["robustness"][operator][f"bim@{eps}"]) == p["seeds"]
+    assert set(section.raw["agent_gain"]) == {"plain", p["agent_operator"]}
+
+
 CHECKS = {
     "env_throughput": (check_env_throughput, {"num_envs": [2], "seconds": 0.2, "repeats": 2}),
     "tool_efficiency": (check_tool_efficiency, {"batch": [2], "seconds": 0.1, "repeats": 2}),
@@ -94,6 +106,9 @@ CHECKS = {
     "data_pipeline": (check_data_pipeline, {"folder_images": [3, 6], "seconds": 0.3, "workers": [1],
                                             "size": [200, 150]}),
     "agent_training": (check_agent_training, {"total_steps": 80, "learning_starts": 40, "repeats": 1}),
+    "dcnet": (check_dcnet, {"operators": ["plain", "tanh_cos"], "seeds": 1, "iterations": 10, "eval_every": 5,
+                            "train_patches": 96, "test_patches": 48, "attack_patches": 24, "agent_steps": 60,
+                            "agent_eval_patches": 4}),
 }
 
 
@@ -140,7 +155,8 @@ def test_quick_mode_end_to_end(tmp_path):
 
 
 _TITLES = {"env_throughput": "environment throughput", "tool_efficiency": "tool inference", "quality": "quality",
-           "whole_image_latency": "whole-image", "data_pipeline": "data pipeline", "agent_training": "agent training"}
+           "whole_image_latency": "whole-image", "data_pipeline": "data pipeline", "agent_training": "agent training",
+           "dcnet": "dcnet"}
 
 
 def _targets(text: str, title: str):
