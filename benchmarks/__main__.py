@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small budget of each benchmark (minutes on 2 cores)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run these benchmarks only")
+    parser.add_argument("--skip", nargs="+", choices=BENCHMARKS, default=[], help="run all benchmarks but these")
     parser.add_argument("--device", default="auto", help="auto (cuda when there is a GPU), cpu or cuda")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
@@ -66,18 +67,19 @@ def main(argv: list[str] | None = None) -> Path:
     date = datetime.date.today().isoformat()
     # A partial run gets its own name, so that it never replaces the full report of the day.
     name = (f"{machine_slug(info)}-{date}{'-quick' if args.quick else ''}"
-            + (f"-only-{'-'.join(args.only)}" if args.only else ""))
+            + (f"-only-{'-'.join(args.only)}" if args.only else "") + (f"-without-{'-'.join(args.skip)}" if args.skip else ""))
     figures = args.out_dir / name
     figures.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     sections = []
-    for module in args.only or BENCHMARKS:
+    for module in [m for m in args.only or BENCHMARKS if m not in args.skip]:
         print(f"benchmark {module} ...", flush=True)
         section = importlib.import_module(f"benchmarks.{module}").run(args.quick, device, figures)
         print(f"  {section.seconds:.0f} s", flush=True)
         sections.append(section)
     command = "python -m benchmarks" + (" --quick" if args.quick else "") + (
-        f" --only {' '.join(args.only)}" if args.only else "") + (f" --device {args.device}" if args.device != "auto" else "")
+        f" --only {' '.join(args.only)}" if args.only else "") + (f" --skip {' '.join(args.skip)}" if args.skip else "") + (
+        f" --device {args.device}" if args.device != "auto" else "")
     seconds = time.perf_counter() - start
     report = args.out_dir / f"{name}.md"
     report.write_text(render(sections, info, command, args.quick, seconds, date, name))
