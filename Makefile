@@ -11,7 +11,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-# Every benchmark, one report in benchmarks/results/ (about 20 minutes on a 2-core CPU).
+# Every benchmark, one report in benchmarks/results/ (about 80 minutes on a 2-core CPU, an hour of it DCNet).
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
 
