@@ -87,7 +87,7 @@ def test_pretraining_lowers_its_loss_and_learns_the_oracle(demos):
 def test_training_pretrains_on_demonstrations_first(demos, tmp_path):
     save_demonstrations(tmp_path / "demos.npz", demos)
     settings = DQNSettings(num_envs=2, total_steps=4, learning_starts=1000, eval_every=1000, eval_patches=2,
-                           demonstrations=str(tmp_path / "demos.npz"), demo_updates=3, device="cpu",
+                           demonstrations=[str(tmp_path / "demos.npz")], demo_updates=3, device="cpu",
                            out_dir=str(tmp_path / "run"))
     trained = train(settings, progress=False)  # no DQN learning in 4 steps: the agent is the pretrained one
     pretrained = RecurrentQPolicy.load(tmp_path / "run" / "pretrained.safetensors")

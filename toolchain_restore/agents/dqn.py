@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +94,8 @@ class DQNSettings:
     """Continue from out_dir's checkpoint when there is one."""
     init_agent: str | None = None
     """Start from this agent file's weights instead of a fresh network (a second training stage)."""
-    demonstrations: str | None = None
-    """Greedy-oracle demonstrations (.npz of `toolchain-restore demonstrate`) to pretrain the network on before DQN (DQfD-style); None = none."""
+    demonstrations: list[str] = field(default_factory=list)
+    """Files of greedy-oracle demonstrations (`toolchain-restore demonstrate`) to pretrain the network on before DQN (DQfD-style); none = no pretraining."""
     demo_updates: int = 5_000
     """Gradient steps of supervised pretraining on the demonstrations (batch_episodes each)."""
     demo_lr: float = 2.5e-4
@@ -227,10 +227,11 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     if s.init_agent is not None:
         q.load_state_dict(RecurrentQPolicy.load(s.init_agent, device=device).network.state_dict())
     resumed = s.resume and checkpoint_path.is_file()
-    if s.demonstrations is not None and not resumed:
+    if s.demonstrations and not resumed:
         # -- pretrain on the greedy oracle's demonstrations (DQfD-style); DQN goes on from there
         with SummaryWriter(str(out_dir / "pretrain")) as pretrain_writer:
-            pretrain(q, load_demonstrations(s.demonstrations), s.demo_updates, s.batch_episodes, s.demo_lr,
+            demos = [d for path in s.demonstrations for d in load_demonstrations(path)]
+            pretrain(q, demos, s.demo_updates, s.batch_episodes, s.demo_lr,
                      s.demo_margin, s.demo_margin_weight, s.gamma, s.huber_delta, s.seed, pretrain_writer)
         RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device).save(out_dir / "pretrained.safetensors",
                                                                          training=asdict(s))
