@@ -99,7 +99,7 @@ class DQNSettings:
     demo_updates: int = 5_000
     """Gradient steps of supervised pretraining on the demonstrations (batch_episodes each)."""
     demo_lr: float = 2.5e-4
-    """Adam learning rate of the pretraining."""
+    """Adam learning rate at the start of the pretraining (it falls linearly to 0)."""
     demo_margin: float = 0.8
     """Margin (dB) by which the large-margin loss wants the oracle's action to beat every other."""
     demo_margin_weight: float = 1.0
