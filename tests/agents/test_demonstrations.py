@@ -39,7 +39,6 @@ def test_demonstrations_follow_the_greedy_oracle(demos):
             else:
                 assert demo.tool_rewards[t, action] == pytest.approx(demo.rewards[t]) == demo.tool_rewards[t].max()
         assert demo.length == min(len(chain) + 1, 3)
-        assert demo.ends_episode[-1].all() or demo.length < 3  # every action at the last step ends the episode
         assert len(demo.images) == demo.length + 1 and demo.tool_rewards.shape == (demo.length, NUM_TOOLS)
 
 
@@ -48,7 +47,7 @@ def test_demonstrations_save_and_load(demos, tmp_path):
     loaded = load_demonstrations(tmp_path / "demos.npz")
     assert len(loaded) == len(demos)
     for a, b in zip(demos, loaded):
-        for name in ("images", "actions", "rewards", "tool_rewards", "ends_episode"):
+        for name in ("images", "actions", "rewards", "tool_rewards"):
             assert np.array_equal(getattr(a, name), getattr(b, name))
 
 

@@ -28,7 +28,6 @@ from ..metrics import batch_psnr
 from ..serialization import atomic_write
 from ..tools import NUM_TOOLS, Toolbox
 from .network import RecurrentQNetwork
-from .replay import Episode
 
 __all__ = ["Demonstration", "DemonstrationBatch", "greedy_demonstrations", "save_demonstrations",
            "load_demonstrations", "sample_demonstrations", "demonstration_loss", "pretrain"]
@@ -46,16 +45,10 @@ class Demonstration:
     """T float32: PSNR gain of each action taken (0 for stop)."""
     tool_rewards: np.ndarray
     """T x 12 float32: PSNR gain each tool would have given at each visited state."""
-    ends_episode: np.ndarray
-    """T x 12 bool: whether that tool would have ended the episode (last step, or PSNR below the input's)."""
 
     @property
     def length(self) -> int:
         return len(self.actions)
-
-    def episode(self) -> Episode:
-        """The same chain as a replay episode (what DQN learns from)."""
-        return Episode(self.images, self.actions, self.rewards)
 
 
 @torch.no_grad()
@@ -67,7 +60,9 @@ def greedy_demonstrations(toolbox: Toolbox, patches: int, level: str = "moderate
     ``ToolchainRestoreVectorEnv.reset(seed=seed)`` draws its row ``i``'s first patch.
 
     Why record every tool: it costs nothing more (the oracle runs them all to choose) and
-    gives the network a value for every action, not only for the oracle's.
+    gives the network a value for every action, not only for the oracle's. Of the
+    training-only rules only the 50 dB skip matters here: the oracle never goes below the
+    input's PSNR, so its episodes never end early.
     """
     if patches < 1:
         raise ValueError(f"patches must be positive, got {patches}")
@@ -79,14 +74,12 @@ def greedy_demonstrations(toolbox: Toolbox, patches: int, level: str = "moderate
                  for i in range(first, min(patches, first + batch_size))]
         current = to_tensor([p.L for p in drawn], device)
         H = to_tensor([p.H for p in drawn], device)
-        input_psnr = batch_psnr(current, H)
-        psnr = input_psnr.clone()
+        psnr = batch_psnr(current, H)
         n = len(drawn)
         images = [[im] for im in to_uint8(current)]
         actions: list[list[int]] = [[] for _ in range(n)]
         rewards: list[list[float]] = [[] for _ in range(n)]
         tool_rewards: list[list[np.ndarray]] = [[] for _ in range(n)]
-        ends: list[list[np.ndarray]] = [[] for _ in range(n)]
         active = torch.ones(n, dtype=torch.bool, device=device)
         for step in range(max_steps):
             rows = active.nonzero(as_tuple=True)[0]
@@ -95,12 +88,9 @@ def greedy_demonstrations(toolbox: Toolbox, patches: int, level: str = "moderate
             candidates = torch.stack([toolbox(current[rows], i).clamp_(0, 1) for i in range(NUM_TOOLS)])
             scores = torch.stack([batch_psnr(c, H[rows]) for c in candidates]).T  # rows x tools
             gains = (scores - psnr[rows, None]).float()
-            ending = (scores < input_psnr[rows, None]) if training_rules else torch.zeros_like(scores, dtype=torch.bool)
-            ending |= step + 1 >= max_steps
             best, choice = gains.max(dim=1)
             for k, r in enumerate(rows.tolist()):
                 tool_rewards[r].append(gains[k].cpu().numpy())
-                ends[r].append(ending[k].cpu().numpy())
                 if best[k] > 0:
                     current[r] = candidates[choice[k], k]
                     psnr[r] = scores[k, choice[k]]
@@ -114,12 +104,12 @@ def greedy_demonstrations(toolbox: Toolbox, patches: int, level: str = "moderate
                     images[r].append(images[r][-1])
                     active[r] = False
         demos += [Demonstration(np.stack(images[r]), np.array(actions[r], np.int64), np.array(rewards[r], np.float32),
-                                np.stack(tool_rewards[r]).astype(np.float32), np.stack(ends[r]))
+                                np.stack(tool_rewards[r]).astype(np.float32))
                   for r in range(n)]
     return demos
 
 
-DEMONSTRATION_FIELDS = ("images", "actions", "rewards", "tool_rewards", "ends_episode")
+DEMONSTRATION_FIELDS = ("images", "actions", "rewards", "tool_rewards")
 
 
 def save_demonstrations(path: str | os.PathLike, demos: list[Demonstration]) -> None:
@@ -137,8 +127,7 @@ def load_demonstrations(path: str | os.PathLike) -> list[Demonstration]:
     for k, t in enumerate(arrays["lengths"].tolist()):
         image_at = step + k  # every episode has one image more than it has actions
         demos.append(Demonstration(arrays["images"][image_at:image_at + t + 1], arrays["actions"][step:step + t],
-                                   arrays["rewards"][step:step + t], arrays["tool_rewards"][step:step + t],
-                                   arrays["ends_episode"][step:step + t]))
+                                   arrays["rewards"][step:step + t], arrays["tool_rewards"][step:step + t]))
         step += t
     return demos
 
