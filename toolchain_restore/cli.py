@@ -41,6 +41,22 @@ def _train_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demonstrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .agents.demonstrations import greedy_demonstrations, save_demonstrations
+    from .tools import load_toolbox
+    from .training import resolve_device
+
+    toolbox = load_toolbox(args.toolbox, resolve_device(args.device))
+    demos = greedy_demonstrations(toolbox, args.patches, args.level, args.data, args.seed, args.max_steps)
+    save_demonstrations(args.output, demos)
+    print(f"wrote {len(demos)} greedy-oracle demonstrations on {args.level} train patches to {args.output} "
+          f"(mean return {np.mean([d.rewards.sum() for d in demos]):+.2f} dB, "
+          f"mean chain length {np.mean([(d.actions < 12).sum() for d in demos]):.2f})")
+    return 0
+
+
 def _joint_tune(args: argparse.Namespace) -> int:
     from .agents.joint import JointTuningSettings, joint_tune
     from .training import TrainerSettings
@@ -214,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", type=lambda v: v.lower() in ("1", "true", "yes", "on"), default=True, help="show a progress bar")
     add_settings_arguments(p, DQNSettings, only_given=True)
     p.set_defaults(func=_train_agent)
+
+    p = sub.add_parser("demonstrate", help="greedy-oracle demonstrations on train patches, for train-agent --demonstrations")
+    p.add_argument("--output", default="runs/demonstrations.npz", help="where to write them (.npz)")
+    p.add_argument("--patches", type=int, default=4096, help="train patches, one demonstration each")
+    p.add_argument("--level", default="moderate", help="severity of the patches")
+    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
+    p.add_argument("--data", default=None, help="folder of clean images (default: the embedded train images)")
+    p.add_argument("--seed", type=int, default=100_000, help="patch i is drawn with seed + i")
+    p.add_argument("--max-steps", type=int, default=3, help="longest chain")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_demonstrate)
 
     p = sub.add_parser("joint-tune", help="fine-tune the tools through the frozen agent's toolchains (Algorithm 1)")
     add_settings_arguments(p, JointTuningSettings)

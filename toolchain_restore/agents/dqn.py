@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from ..tools import NUM_TOOLS
 from ..serialization import atomic_write
 from ..training import resolve_device, settings_markdown
 from .network import RecurrentQNetwork
+from .demonstrations import load_demonstrations, pretrain
 from .policy import RecurrentQPolicy
 from .replay import Episode, EpisodeReplay
 
@@ -95,6 +96,16 @@ class DQNSettings:
     """Continue from out_dir's checkpoint when there is one."""
     init_agent: str | None = None
     """Start from this agent file's weights instead of a fresh network (a second training stage)."""
+    demonstrations: list[str] = field(default_factory=list)
+    """Files of greedy-oracle demonstrations (`toolchain-restore demonstrate`) to pretrain the network on before DQN (DQfD-style); none = no pretraining."""
+    demo_updates: int = 5_000
+    """Gradient steps of supervised pretraining on the demonstrations (batch_episodes each)."""
+    demo_lr: float = 2.5e-4
+    """Adam learning rate at the start of the pretraining (it falls linearly to 0)."""
+    demo_margin: float = 0.8
+    """Margin (dB) by which the large-margin loss wants the oracle's action to beat every other."""
+    demo_margin_weight: float = 1.0
+    """Weight of the large-margin loss beside the regression of all 13 Q-values."""
     seed: int = 0
     """Seed of the environments, exploration and the network."""
     device: str = "auto"
@@ -221,11 +232,19 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
             raise ValueError(f"init_agent {s.init_agent} has {start_from.conv!r} convolutions, the settings ask for "
                              f"{s.conv!r}")
         q.load_state_dict(start_from.state_dict())
+    resumed = s.resume and checkpoint_path.is_file()
+    if s.demonstrations and not resumed:
+        # -- pretrain on the greedy oracle's demonstrations (DQfD-style); DQN goes on from there
+        with SummaryWriter(str(out_dir / "pretrain")) as pretrain_writer:
+            demos = [d for path in s.demonstrations for d in load_demonstrations(path)]
+            pretrain(q, demos, s.demo_updates, s.batch_episodes, s.demo_lr,
+                     s.demo_margin, s.demo_margin_weight, s.gamma, s.huber_delta, s.seed, pretrain_writer)
+        RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device).save(out_dir / "pretrained.safetensors",
+                                                                         training=asdict(s))
     target = copy.deepcopy(q)
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
     replay = EpisodeReplay(s.replay_steps)
     counters = {"global_step": 0, "updates": 0, "next_eval": s.eval_every, "next_sync": s.target_sync_every}
-    resumed = s.resume and checkpoint_path.is_file()
     if resumed:
         counters = _load_checkpoint(checkpoint_path, s, q, target, optimizer, replay, rng, device)
     (out_dir / "settings.json").write_text(json.dumps(asdict(s), indent=2))
