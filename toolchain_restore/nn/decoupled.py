@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MAGNITUDES", "BOUNDED", "ANGULARS", "DecoupledConv2d", "conv2d", "parse_conv_kind", "project_filters",
@@ -120,16 +119,11 @@ class DecoupledConv2d(nn.Conv2d):
     def learnable_radius(self) -> bool:
         return self.radius_root is not None
 
-    def _conv(self, x: torch.Tensor, weight: torch.Tensor, groups: int) -> torch.Tensor:
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, weight, None, self.stride, 0, self.dilation, groups)
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, groups)
-
     def patch_norm(self, x: torch.Tensor) -> torch.Tensor:
         """|x| of every patch, per group: N x groups x H' x W'."""
         ones = torch.ones(self.groups, self.in_channels // self.groups, *self.kernel_size, device=x.device, dtype=x.dtype)
-        return torch.sqrt(self._conv(x * x, ones, self.groups) + EPS)
+        # nn.Conv2d's own convolution (padding mode included): one output channel per group.
+        return torch.sqrt(self._conv_forward(x * x, ones, None) + EPS)
 
     def operator_radius(self, norm: torch.Tensor) -> torch.Tensor | float:
         """rho: the fixed radius, or the learned one per output channel (1 x C x 1 x 1)."""
@@ -147,7 +141,7 @@ class DecoupledConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w_norm = torch.sqrt(self.weight.pow(2).sum(dim=(1, 2, 3)) + EPS)  # one per output channel
-        projection = self._conv(x, self.weight / w_norm.view(-1, 1, 1, 1), self.groups)  # |x| cos(theta)
+        projection = self._conv_forward(x, self.weight / w_norm.view(-1, 1, 1, 1), None)  # |x| cos(theta)
         norm = self.patch_norm(x).repeat_interleave(self.out_channels // self.groups, dim=1)
         cos = (projection / norm).clamp(-1.0, 1.0)
         out = _magnitude(self.magnitude, norm, self.operator_radius(norm), self.alpha, self.beta) * _angular(
