@@ -17,6 +17,7 @@ import platform
 import re
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 __all__ = ["Section", "Target", "machine", "machine_slug", "machine_line", "median", "seconds", "print_section",
-           "resolve_device", "read_scalars"]
+           "resolve_device", "read_scalars", "timed_tool_inference"]
 
 
 @dataclass
@@ -130,6 +131,43 @@ def read_scalars(run_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@contextmanager
+def timed_tool_inference():
+    """Adds up the seconds of ``Toolbox.apply`` called from the native vector env's ``step``
+    (``spent["tools"]``) and of that ``step`` itself (``spent["env_step"]``), for as long as
+    the context lasts."""
+    from toolchain_restore.envs.vector import ToolchainRestoreVectorEnv
+    from toolchain_restore.tools import Toolbox
+
+    spent = {"tools": 0.0, "env_step": 0.0}
+    apply, step = Toolbox.apply, ToolchainRestoreVectorEnv.step
+    inside = [False]
+
+    def timed_apply(self, *args, **kwargs):
+        if not inside[0]:
+            return apply(self, *args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return apply(self, *args, **kwargs)
+        finally:
+            spent["tools"] += time.perf_counter() - start
+
+    def timed_step(self, *args, **kwargs):
+        inside[0] = True
+        start = time.perf_counter()
+        try:
+            return step(self, *args, **kwargs)
+        finally:
+            inside[0] = False
+            spent["env_step"] += time.perf_counter() - start
+
+    Toolbox.apply, ToolchainRestoreVectorEnv.step = timed_apply, timed_step
+    try:
+        yield spent
+    finally:
+        Toolbox.apply, ToolchainRestoreVectorEnv.step = apply, step
 
 
 def print_section(section: Section) -> None:

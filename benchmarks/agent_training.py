@@ -16,49 +16,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import Section, machine_line, median, print_section, read_scalars, resolve_device
+from benchmarks import Section, machine_line, median, print_section, read_scalars, resolve_device, timed_tool_inference
 from toolchain_restore.agents.dqn import preset, train
-from toolchain_restore.envs.vector import ToolchainRestoreVectorEnv
-from toolchain_restore.tools import Toolbox
 
 FULL = {"total_steps": 1500, "learning_starts": 500, "repeats": 3}
 QUICK = {"total_steps": 300, "learning_starts": 150, "repeats": 2}
 PHASES = ("acting", "environment", "learning")
-
-
-@contextmanager
-def timed_tool_inference():
-    """Adds up the seconds of ``Toolbox.apply`` called from the vector env's ``step``."""
-    spent = {"tools": 0.0, "env_step": 0.0}
-    apply, step = Toolbox.apply, ToolchainRestoreVectorEnv.step
-    inside = [False]
-
-    def timed_apply(self, *args, **kwargs):
-        if not inside[0]:
-            return apply(self, *args, **kwargs)
-        start = time.perf_counter()
-        try:
-            return apply(self, *args, **kwargs)
-        finally:
-            spent["tools"] += time.perf_counter() - start
-
-    def timed_step(self, *args, **kwargs):
-        inside[0] = True
-        start = time.perf_counter()
-        try:
-            return step(self, *args, **kwargs)
-        finally:
-            inside[0] = False
-            spent["env_step"] += time.perf_counter() - start
-
-    Toolbox.apply, ToolchainRestoreVectorEnv.step = timed_apply, timed_step
-    try:
-        yield spent
-    finally:
-        Toolbox.apply, ToolchainRestoreVectorEnv.step = apply, step
 
 
 def measure_once(total_steps: int, learning_starts: int, device: str, seed: int) -> dict[str, float]:

@@ -7,9 +7,9 @@ envs.
 Random actions. Every figure is the median over ``repeats`` timed windows of each env
 type, the types interleaved so they see the same machine load; a ratio compares two
 medians of the same run. "outside tools" is the share of the native env's step time not
-spent in tool inference (``Toolbox.apply``, timed around the call). AsyncVectorEnv runs
-one process per env, each with one torch thread (the setting a user would choose: N
-processes with the default thread count oversubscribe the cores).
+spent in tool inference (``Toolbox.apply`` inside its step, timed around the call).
+AsyncVectorEnv runs one process per env, each with one torch thread (the setting a user
+would choose: N processes with the default thread count oversubscribe the cores).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import toolchain_restore  # noqa: F401  (registers the env)
-from benchmarks import Section, Target, machine_line, median, print_section, resolve_device
+from benchmarks import Section, Target, machine_line, median, print_section, resolve_device, timed_tool_inference
 from toolchain_restore.envs import ToolchainRestoreEnv
 
 FULL = {"num_envs": [8, 32, 128], "seconds": 5.0, "repeats": 3}
@@ -33,33 +33,19 @@ TARGET_ENVS = 32
 """The env count the environment issue's targets are stated at."""
 
 
-class TimedApply:
-    """Wraps Toolbox.apply to add up the time spent in it."""
-
-    def __init__(self, toolbox) -> None:
-        self.inner = toolbox.apply
-        self.seconds = 0.0
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.inner(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
 def steps_per_second(envs, num_envs: int, seconds: float, rng: np.random.Generator,
-                     timer: TimedApply | None = None) -> tuple[float, float]:
-    """Env steps (summed over sub-envs) per second of random actions, and the tool-inference share."""
+                     spent: dict[str, float] | None = None) -> tuple[float, float]:
+    """Env steps (summed over sub-envs) per second of random actions, and the tool-inference
+    share (from ``spent``, the counters of :func:`benchmarks.timed_tool_inference`)."""
     envs.step(rng.integers(0, 13, num_envs))  # warm-up
-    if timer:
-        timer.seconds = 0.0
+    if spent is not None:
+        spent["tools"] = 0.0
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         envs.step(rng.integers(0, 13, num_envs))
         steps += num_envs
     elapsed = time.perf_counter() - start
-    return steps / elapsed, (timer.seconds / elapsed if timer else float("nan"))
+    return steps / elapsed, (spent["tools"] / elapsed if spent is not None else float("nan"))
 
 
 def _single_thread_env(device: str) -> ToolchainRestoreEnv:
@@ -71,8 +57,6 @@ def measure(num_envs: int, seconds: float, repeats: int, device: str) -> dict[st
     """Every window's steps per second for the three env types, and the native tool shares."""
     rng = np.random.default_rng(0)
     native = gym.make_vec("ToolchainRestore-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", device=device)
-    timer = TimedApply(native.toolbox)
-    native.toolbox.apply = timer
     sync = gym.vector.SyncVectorEnv([lambda: ToolchainRestoreEnv(device=device) for _ in range(num_envs)])
     # CUDA cannot be used in forked workers; async workers stay on the CPU then.
     async_device = "cpu" if device.startswith("cuda") else device
@@ -83,13 +67,13 @@ def measure(num_envs: int, seconds: float, repeats: int, device: str) -> dict[st
         for envs in (native, sync, asynchronous):
             envs.reset(seed=0)
         for _ in range(repeats):
-            sps, share = steps_per_second(native, num_envs, seconds, rng, timer)
+            with timed_tool_inference() as spent:  # only the native env's step calls tools in it
+                sps, share = steps_per_second(native, num_envs, seconds, rng, spent)
             raw["native"].append(sps)
             raw["native_tool_share"].append(share)
             raw["sync"].append(steps_per_second(sync, num_envs, seconds, rng)[0])
             raw["async"].append(steps_per_second(asynchronous, num_envs, seconds, rng)[0])
     finally:
-        del native.toolbox.apply  # the toolbox is shared by every env of the process: unwrap it
         for envs in (native, sync, asynchronous):
             envs.close()
     return raw
