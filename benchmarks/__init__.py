@@ -11,6 +11,7 @@ the report's ratios can be recomputed from the raw numbers printed beside them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -25,7 +26,7 @@ from typing import Any, Callable
 import torch
 
 __all__ = ["Section", "Target", "machine", "machine_slug", "machine_line", "median", "seconds", "print_section",
-           "resolve_device", "read_scalars", "timed_tool_inference"]
+           "resolve_device", "read_scalars", "timed_tool_inference", "run_alone"]
 
 
 @dataclass
@@ -176,3 +177,27 @@ def print_section(section: Section) -> None:
     for t in section.targets:
         print(f"- target: {t.name}: {t.measured} ({'met' if t.met else 'not met' if t.met is False else 'n/a'})")
     print("\nraw: " + json.dumps(section.raw))
+
+
+def run_alone(run: Callable[..., Section], doc: str, quick: dict[str, Any], full: dict[str, Any],
+              argv: list[str] | None = None, overrides: tuple[str, ...] = (), extra: dict[str, str] | None = None) -> None:
+    """The command line of one benchmark run alone (``python -m benchmarks.<name>``): --quick,
+    --device, --figures, a flag for each budget entry named in ``overrides`` (typed from
+    ``full``), and ``extra`` string options passed to ``run`` by name; prints the section."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{quick} instead of {full}")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--figures", type=Path, help="folder for the section's PNG plots")
+    for name in overrides:
+        default = full[name]
+        if isinstance(default, list):
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default[0]), nargs="+")
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default))
+    for name, default in (extra or {}).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", default=default)
+    args = vars(parser.parse_args(argv))
+    budget = {name: args[name] for name in overrides if args[name] is not None}
+    options = {name: args[name] for name in (extra or {})}
+    print(machine_line(resolve_device(args["device"])))
+    print_section(run(args["quick"], args["device"], args["figures"], **options, **budget))

@@ -13,12 +13,11 @@ step. Each figure is the median over repeated runs.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import Section, machine_line, median, print_section, read_scalars, resolve_device, timed_tool_inference
+from benchmarks import Section, median, read_scalars, resolve_device, timed_tool_inference, run_alone
 from toolchain_restore.agents.dqn import preset, train
 
 FULL = {"total_steps": 1500, "learning_starts": 500, "repeats": 3}
@@ -58,13 +57,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    args = parser.parse_args(argv)
-    print(machine_line(resolve_device(args.device)))
-    print_section(run(args.quick, args.device))
-
+    run_alone(run, __doc__, QUICK, FULL, argv)
 
 if __name__ == "__main__":
     main()

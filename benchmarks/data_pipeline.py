@@ -20,7 +20,6 @@ bounded by the caches, not by the folder.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks import Section, Target, machine_line, median, print_section
+from benchmarks import Section, Target, median, run_alone
 
 FULL = {"size": [2040, 1356], "folder_images": [120, 480], "image_cache_mib": 512, "scaled_cache_mib": 256,
         "seconds": 15.0, "workers": [1, 2], "repeats": 2}
@@ -162,12 +161,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    args = parser.parse_args(argv)
-    print(machine_line("cpu"))
-    print_section(run(args.quick))
-
+    run_alone(run, __doc__, QUICK, FULL, argv)
 
 if __name__ == "__main__":
     main()

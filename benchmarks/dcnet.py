@@ -19,14 +19,13 @@ unit norm every 100 steps, orthogonality penalty 1e-5) once per operator and see
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import Section, machine_line, median, print_section, read_scalars, resolve_device
+from benchmarks import Section, read_scalars, resolve_device, run_alone
 
 FULL = {"operators": ["plain", "sphere_cos", "ball_cos", "tanh_cos", "linear_cos", "seg_cos", "log_cos", "mix_cos"],
         "seeds": 3, "iterations": 800, "eval_every": 50, "batch_size": 64, "width": 16, "train_patches": 6000,
@@ -152,15 +151,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, d
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small budget (a minute or two)")
-    parser.add_argument("--data", default="distortions", help="'distortions', a folder of class subfolders or CIFAR-10")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--figures", type=Path, help="folder for dcnet.png")
-    args = parser.parse_args(argv)
-    print(machine_line(resolve_device(args.device)))
-    print_section(run(args.quick, args.device, args.figures, data=args.data))
-
+    run_alone(run, __doc__, QUICK, FULL, argv, extra={"data": "distortions"})
 
 if __name__ == "__main__":
     main()

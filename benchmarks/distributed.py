@@ -14,7 +14,6 @@ mean distance from the 1-process run is at most 1.5x the seed-to-seed distance.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import Section, Target, machine_line, print_section, read_scalars
+from benchmarks import Section, Target, read_scalars, run_alone
 
 FULL = {"tool": 6, "iterations": 300, "global_batch": 32, "log_every": 5, "smooth": 9}
 QUICK = {"tool": 6, "iterations": 30, "global_batch": 8, "log_every": 2, "smooth": 3}
@@ -114,13 +113,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    parser.add_argument("--figures", type=Path, help="folder for distributed.png")
-    args = parser.parse_args(argv)
-    print(machine_line("cpu"))
-    print_section(run(args.quick, figures=args.figures))
-
+    run_alone(run, __doc__, QUICK, FULL, argv)
 
 if __name__ == "__main__":
     main()

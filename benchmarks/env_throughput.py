@@ -14,7 +14,6 @@ would choose: N processes with the default thread count oversubscribe the cores)
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 import toolchain_restore  # noqa: F401  (registers the env)
-from benchmarks import Section, Target, machine_line, median, print_section, resolve_device, timed_tool_inference
+from benchmarks import Section, Target, median, resolve_device, timed_tool_inference, run_alone
 from toolchain_restore.envs import ToolchainRestoreEnv
 
 FULL = {"num_envs": [8, 32, 128], "seconds": 5.0, "repeats": 3}
@@ -111,15 +110,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    parser.add_argument("--num-envs", type=int, nargs="+")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (native and Sync envs use it)")
-    args = parser.parse_args(argv)
-    overrides = {"num_envs": args.num_envs} if args.num_envs else {}
-    print(machine_line(resolve_device(args.device)))
-    print_section(run(args.quick, args.device, **overrides))
-
+    run_alone(run, __doc__, QUICK, FULL, argv, ("num_envs",))
 
 if __name__ == "__main__":
     main()

@@ -13,11 +13,10 @@ deterministic (fixed seeds), so each figure is one run, not a median.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from benchmarks import Section, Target, machine_line, print_section, resolve_device
+from benchmarks import Section, Target, resolve_device, run_alone
 from toolchain_restore import load_agent, load_toolbox
 from toolchain_restore.evaluation.protocol import InputMethod, MethodResult, PolicyMethod, evaluate
 from toolchain_restore.evaluation.report import plot_report, summary_table
@@ -97,15 +96,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    parser.add_argument("--patches", type=int, help="patches per severity")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--figures", type=Path, help="folder for quality.png")
-    args = parser.parse_args(argv)
-    print(machine_line(resolve_device(args.device)))
-    print_section(run(args.quick, args.device, args.figures, **({"patches": args.patches} if args.patches else {})))
-
+    run_alone(run, __doc__, QUICK, FULL, argv, ("patches",))
 
 if __name__ == "__main__":
     main()

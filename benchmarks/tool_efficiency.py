@@ -12,7 +12,6 @@ the ratio of the two medians. The target of the benchmarks issue is at least 50%
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from benchmarks import Section, Target, machine_line, median, print_section, resolve_device
+from benchmarks import Section, Target, median, resolve_device, run_alone
 from toolchain_restore import load_toolbox
 from toolchain_restore.tools import NUM_TOOLS
 
@@ -99,14 +98,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    parser.add_argument("--batch", type=int, nargs="+", help="63x63 images per call")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    args = parser.parse_args(argv)
-    print(machine_line(resolve_device(args.device)))
-    print_section(run(args.quick, args.device, **({"batch": args.batch} if args.batch else {})))
-
+    run_alone(run, __doc__, QUICK, FULL, argv, ("batch",))
 
 if __name__ == "__main__":
     main()

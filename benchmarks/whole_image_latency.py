@@ -11,7 +11,6 @@ run. The benchmarks issue's target: vote mode at most 40% of DnCNN's time.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks import Section, Target, machine_line, median, print_section, resolve_device, seconds
+from benchmarks import Section, Target, median, resolve_device, seconds, run_alone
 from toolchain_restore import degrade, load_agent, load_toolbox, restore
 from toolchain_restore.baselines import load_baseline
 from toolchain_restore.data import image_set
@@ -89,14 +88,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK} instead of {FULL}")
-    parser.add_argument("--sizes", type=int, nargs="+", help="image sides")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    args = parser.parse_args(argv)
-    print(machine_line(resolve_device(args.device)))
-    print_section(run(args.quick, args.device, **({"sizes": args.sizes} if args.sizes else {})))
-
+    run_alone(run, __doc__, QUICK, FULL, argv, ("sizes",))
 
 if __name__ == "__main__":
     main()
