@@ -164,3 +164,36 @@ def _targets(text: str, title: str):
 
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.rstrip().endswith(f"| {title} |")]
     return [Target(c[0], c[1], c[2] == "yes") for c in ([x.strip() for x in r.strip("|").split("|")] for r in rows)]
+
+
+@pytest.mark.parametrize("values, reference, higher_is_better, verdict", [
+    ([0.8, 0.9], [0.5, 0.6], True, "held"),
+    ([0.55, 0.9], [0.5, 0.6], True, "held on average, inside the seed spread"),
+    ([0.5, 0.6], [0.5, 0.6], True, "did not hold"),
+    ([100, 150], [200, 250], False, "held"),
+    ([300, 350], [200, 250], False, "did not hold"),
+])
+def test_dcnet_claim_verdicts_compare_means_and_seed_ranges(values, reference, higher_is_better, verdict):
+    from benchmarks.dcnet import compare
+
+    assert compare(values, reference, higher_is_better) == verdict
+
+
+def test_dcnet_claims_name_every_bounded_and_unbounded_operator():
+    from benchmarks.dcnet import claims
+
+    curve = lambda *acc: [(50 * (k + 1), a) for k, a in enumerate(acc)]  # noqa: E731
+    raw = {"params": {"threshold": 0.5, "iterations": 150, "eval_every": 50, "epsilons": [0.01]},
+           "curves": {"plain": [curve(0.2, 0.4, 0.6), curve(0.3, 0.5, 0.6)],
+                      "tanh_cos": [curve(0.5, 0.6, 0.7), curve(0.6, 0.6, 0.7)],
+                      "log_cos": [curve(0.1, 0.2, 0.3), curve(0.1, 0.2, 0.4)]},
+           "robustness": {op: {"fgsm@0.01": [a, a], "bim@0.01": [a / 2, a / 2]}
+                          for op, a in (("plain", 0.3), ("tanh_cos", 0.4), ("log_cos", 0.1))},
+           "train_accuracy": {"plain": [0.7, 0.7], "tanh_cos": [0.8, 0.8], "log_cos": [0.9, 0.95]},
+           "agent_gain": {"plain": 2.0, "tanh_cos": 1.9}}
+    verdicts = {(claim.split(" ")[-1], op): verdict for claim, op, _, verdict in claims(raw)}
+    assert verdicts[("plain", "tanh_cos")] == "held"  # 50 iterations to 50% against 100..150
+    assert verdicts[("FGSM", "tanh_cos")] == verdicts[("BIM", "tanh_cos")] == "held"
+    assert verdicts[("ones", "log_cos")] == "held"  # log_cos never reaches 50%, yet fits the training set best
+    assert verdicts[("seed)", "tanh_cos")] == "did not hold"
+    assert all(op != "log_cos" for (_, op) in verdicts if _ != "ones")
