@@ -130,6 +130,24 @@ def _train_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_classifier(args: argparse.Namespace) -> int:
+    from .classification import ClassificationSettings, robust_accuracy, train_classifier
+    from .training import TrainerSettings, resolve_device
+
+    settings = settings_from_args(ClassificationSettings, args)
+    trainer = settings_from_args(TrainerSettings, args)
+    metrics, task = train_classifier(settings, trainer, args.output)
+    print(f"test accuracy {metrics['accuracy']:.3f} ({len(task.test)} images, {len(task.train.classes)} classes)")
+    device = resolve_device(trainer.device)
+    model = task.model.to(device)
+    x, y = task.test.images.to(device), task.test.labels.to(device)
+    for eps in args.attack_eps:
+        print(f"eps {eps}: FGSM accuracy {robust_accuracy(model, x, y, 'fgsm', eps):.3f}, "
+              f"BIM accuracy {robust_accuracy(model, x, y, 'bim', eps):.3f}")
+    print(f"wrote {args.output or f'{trainer.out_dir}/classifier.safetensors'} (TensorBoard logs beside it)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, run_demo
 
@@ -193,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .agents.joint import JointTuningSettings
     from .agents.sb3 import SB3Settings
     from .baselines.training import CNNBaselineSettings
+    from .classification import ClassificationSettings
     from .demo import DemoSettings
     from .evaluation.run import EvaluationSettings
     from .tools.training import ToolTrainingSettings
@@ -273,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_arguments(p, TrainerSettings)
     p.add_argument("--output", default=None, help="where to write the network (default: OUT_DIR/ARCH.safetensors)")
     p.set_defaults(func=_train_baseline, out_dir=None)
+
+    p = sub.add_parser("train-classifier", help="train the DCNet classifier (plain or decoupled convolutions, --conv) "
+                                                "on distortion bands, a folder of class subfolders or CIFAR-10")
+    add_settings_arguments(p, ClassificationSettings)
+    add_settings_arguments(p, TrainerSettings)
+    p.add_argument("--attack-eps", type=float, nargs="*", default=[0.008],
+                   help="after training, test accuracy under FGSM and BIM at these epsilons (images in [0, 1])")
+    p.add_argument("--output", default=None, help="where to write the classifier (default: OUT_DIR/classifier.safetensors)")
+    p.set_defaults(func=_train_classifier, out_dir="runs/classifier", filter_projection_every=100,
+                   orthogonality_weight=1e-5, schedule="constant")
 
     p = sub.add_parser("evaluate-tools", help="PSNR gain of every tool on every tool's band (held-out patches)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")

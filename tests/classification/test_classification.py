@@ -101,3 +101,43 @@ def test_attacks_stay_in_the_ball_and_hurt_a_trained_model():
     assert robust_accuracy(model, x, y, "fgsm", 0.0) == clean
     with pytest.raises(ValueError, match="attack"):
         robust_accuracy(model, x, y, "pgd", 0.1)
+
+
+@pytest.mark.parametrize("conv", ["plain", "ball_sigmoid"])
+def test_saved_classifier_loads_with_its_classes_and_convolutions(conv, tmp_path):
+    from toolchain_restore.classification import load_classifier, save_classifier
+
+    model = Classifier(3, conv=conv, width=4).eval()
+    save_classifier(model, tmp_path / "c.safetensors", ("a", "b", "c"), iterations=7)
+    loaded, config = load_classifier(tmp_path / "c.safetensors")
+    assert config["classes"] == ["a", "b", "c"] and config["conv"] == conv and config["iterations"] == 7
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_loading_a_classifier_from_other_weights_says_so(tmp_path):
+    from toolchain_restore.classification import load_classifier
+    from toolchain_restore.serialization import WeightsError, save_weights
+
+    save_weights(Classifier(3, width=4), tmp_path / "other.safetensors", "toolchain-restore/toolbox")
+    with pytest.raises(WeightsError, match="expected 'toolchain-restore/classifier'"):
+        load_classifier(tmp_path / "other.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        load_classifier(tmp_path / "broken.safetensors")
+
+
+def test_train_classifier_command_trains_resumes_and_writes_weights(tmp_path, capsys):
+    from toolchain_restore.classification import load_classifier
+    from toolchain_restore.cli import main
+
+    args = ["train-classifier", "--conv", "tanh_cos", "--width", "4", "--train-patches", "96", "--test-patches", "48",
+            "--batch-size", "16", "--eval-every", "10", "--progress", "false", "--out-dir", str(tmp_path),
+            "--attack-eps", "0.01"]
+    assert main([*args, "--iterations", "10"]) == 0
+    first = capsys.readouterr().out
+    assert "test accuracy" in first and "eps 0.01: FGSM accuracy" in first
+    assert main([*args, "--iterations", "20"]) == 0
+    model, config = load_classifier(tmp_path / "classifier.safetensors")
+    assert config["iterations"] == 20 and config["conv"] == "tanh_cos" and len(config["classes"]) == 12
+    assert isinstance(model.features[0], DecoupledConv2d)

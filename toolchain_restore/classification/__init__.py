@@ -6,7 +6,9 @@ setting; FGSM and BIM attacks."""
 from .attacks import bim, fgsm, robust_accuracy
 from .data import DISTORTION_CLASSES, ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
 from .network import Classifier
-from .training import ClassificationSettings, ClassificationTask, load_data
+from .training import (CLASSIFIER_KIND, ClassificationSettings, ClassificationTask, load_classifier, load_data,
+                       save_classifier, train_classifier)
 
 __all__ = ["DISTORTION_CLASSES", "ClassificationData", "distortion_patches", "folder_of_classes", "cifar10_batches",
-           "Classifier", "fgsm", "bim", "robust_accuracy", "ClassificationSettings", "ClassificationTask", "load_data"]
+           "Classifier", "fgsm", "bim", "robust_accuracy", "ClassificationSettings", "ClassificationTask", "load_data",
+           "train_classifier", "save_classifier", "load_classifier", "CLASSIFIER_KIND"]

@@ -18,7 +18,7 @@ class Classifier(nn.Module):
 
     def __init__(self, classes: int, conv: str = "plain", width: int = 16) -> None:
         super().__init__()
-        self.conv = conv
+        self.conv, self.width = conv, width
         layers: list[nn.Module] = []
         channels = 3
         for stage in range(3):

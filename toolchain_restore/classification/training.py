@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,11 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import step_rng
+from ..serialization import WeightsError, load_weights, read_metadata, save_weights
+from ..training import Trainer, TrainerSettings, step_rng
 from .data import ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
 from .network import Classifier
 
-__all__ = ["ClassificationSettings", "ClassificationTask", "load_data"]
+__all__ = ["ClassificationSettings", "ClassificationTask", "load_data", "train_classifier", "save_classifier",
+           "load_classifier", "CLASSIFIER_KIND"]
+
+CLASSIFIER_KIND = "toolchain-restore/classifier"
 
 HELD_OUT_EVERY = 5
 """A folder of class subfolders keeps every fifth image of each class (sorted by name) for testing."""
@@ -93,3 +98,41 @@ class ClassificationTask:
             correct += int((logits.argmax(1) == y).sum())
             total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
         return {"accuracy": correct / len(self.test), "loss": total_loss / len(self.test)}
+
+
+def save_classifier(model: Classifier, path: str | os.PathLike, classes: tuple[str, ...], **extra) -> None:
+    """Write a classifier as safetensors; its config holds the class names, ``conv``,
+    ``width`` and whatever ``extra`` (training facts) is given."""
+    save_weights(model, path, CLASSIFIER_KIND,
+                 {**extra, "classes": list(classes), "conv": model.conv, "width": model.width})
+
+
+def load_classifier(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    """Rebuild the classifier a file describes; return it in eval mode with the file's config.
+
+    Raises:
+        WeightsError: missing or corrupt file, weights of another kind, or tensors that do not fit.
+    """
+    kind, config = read_metadata(path)
+    if kind != CLASSIFIER_KIND:
+        raise WeightsError(f"{path}: holds weights of kind {kind or 'unknown'!r}, expected {CLASSIFIER_KIND!r}")
+    try:
+        model = Classifier(len(config["classes"]), config["conv"], config["width"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise WeightsError(f"{path}: the config does not describe a classifier ({err!r})") from err
+    load_weights(model, path, CLASSIFIER_KIND)
+    return model.to(map_location).eval(), config
+
+
+def train_classifier(settings: ClassificationSettings, trainer: TrainerSettings,
+                     output: str | os.PathLike | None = None) -> tuple[dict[str, float], ClassificationTask]:
+    """Train (resuming from ``trainer.out_dir`` if it holds a checkpoint); write the
+    classifier to ``output`` (default out_dir/classifier.safetensors); return the final
+    test metrics and the task (its model and data)."""
+    task = ClassificationTask(settings, seed=trainer.seed)
+    metrics = Trainer(trainer, (settings,)).fit(task)
+    if int(os.environ.get("RANK", "0")) == 0:
+        output = Path(output) if output else Path(trainer.out_dir) / "classifier.safetensors"
+        save_classifier(task.model.cpu(), output, task.train.classes, data=settings.data,
+                        iterations=trainer.iterations, metrics=metrics)
+    return metrics, task
