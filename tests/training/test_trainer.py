@@ -96,6 +96,37 @@ def test_learning_rate_schedules(schedule, step, expected):
     assert lr_at(step, s) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("step, expected", [(0, 1e-3), (9, 1e-3), (10, 1e-3), (15, 5e-4), (20, 0.0)])
+def test_linear_decay_after_a_hold_as_pix2pixhd(step, expected):
+    s = TrainerSettings(iterations=20, lr=1e-3, schedule="linear", hold=10)
+    assert lr_at(step, s) == pytest.approx(expected)
+
+
+def test_adam_beta1_is_a_setting(tmp_path):
+    optimizer = Trainer(trainer_settings(tmp_path, beta1=0.5))._make_optimizer(torch.nn.Linear(2, 2))
+    assert optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+
+
+def test_bf16_autocast_trains_and_resumes_on_cpu(tmp_path):
+    seen = []
+
+    class Recording(ToolTrainingTask):
+        def loss(self, model, batch, device):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return super().loss(model, batch, device)
+
+    task = Recording(ToolTrainingSettings(**TINY))
+    before = task.model.state_dict()["tools.4.body.0.weight"].clone()
+    Trainer(trainer_settings(tmp_path, amp="bf16", iterations=3)).fit(task)
+    assert seen == [torch.bfloat16] * 3
+    assert not torch.equal(before, task.model.state_dict()["tools.4.body.0.weight"])
+    Trainer(trainer_settings(tmp_path, amp="bf16", iterations=4)).fit(task)
+    assert len(seen) == 4
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="fp16.*CUDA"):
+            Trainer(trainer_settings(tmp_path / "fp16", amp="fp16")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
+
+
 def test_unknown_optimizer_and_missing_cuda(tmp_path):
     with pytest.raises(ValueError, match="optimizer"):
         Trainer(trainer_settings(tmp_path, optimizer="lbfgs")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))

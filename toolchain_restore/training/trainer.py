@@ -43,6 +43,8 @@ class TrainerSettings:
     """Initial learning rate."""
     optimizer: Literal["adam", "sgd"] = "adam"
     """Optimiser: Adam, or SGD with momentum 0.9."""
+    beta1: float = 0.9
+    """Adam's first-moment decay (GANs such as pix2pixHD use 0.5)."""
     weight_decay: float = 0.0
     """L2 weight decay."""
     schedule: Literal["constant", "step", "cosine", "linear"] = "cosine"
@@ -53,10 +55,14 @@ class TrainerSettings:
     """Factor of each decay of the 'step' schedule."""
     lr_min: float = 0.0
     """Floor of the learning rate."""
+    hold: int = 0
+    """Steps at the full learning rate (after warm-up) before a cosine or linear decay starts (pix2pixHD: half the run)."""
     warmup: int = 0
     """Linear warm-up steps from 0 to lr."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this value (0 = no clipping)."""
+    amp: Literal["off", "fp16", "bf16"] = "off"
+    """Mixed precision: the task's forward pass under torch.autocast; fp16 (CUDA only) scales the loss against underflow."""
     filter_projection_every: int = 0
     """DCNet: scale the decoupled convolutions' filters to unit norm every N steps (official: 100; 0 = never)."""
     orthogonality_weight: float = 0.0
@@ -115,7 +121,7 @@ def lr_at(step: int, s: TrainerSettings) -> float:
     elif s.schedule == "step":
         lr = s.lr * s.lr_gamma ** (step // max(1, s.lr_step_every))
     else:
-        progress = min(1.0, (step - s.warmup) / max(1, s.iterations - s.warmup))
+        progress = min(1.0, max(0, step - s.warmup - s.hold) / max(1, s.iterations - s.warmup - s.hold))
         factor = 0.5 * (1 + math.cos(math.pi * progress)) if s.schedule == "cosine" else 1.0 - progress
         lr = s.lr_min + (s.lr - s.lr_min) * factor
     return max(lr, s.lr_min)
@@ -171,23 +177,26 @@ class Trainer:
         if not params:
             raise ValueError("the model has no trainable parameters")
         if s.optimizer == "adam":
-            return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+            return torch.optim.Adam(params, lr=s.lr, betas=(s.beta1, 0.999), weight_decay=s.weight_decay)
         if s.optimizer == "sgd":
             return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
         raise ValueError(f"unknown optimizer {s.optimizer!r}; expected 'adam' or 'sgd'")
 
-    def _save_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    def _save_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                         scaler: torch.amp.GradScaler) -> None:
         state = {
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "grad_scaler": scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "settings": json.dumps(asdict(self.settings)),
         }
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
 
-    def _load_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
+    def _load_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+                         scaler: torch.amp.GradScaler) -> int:
         path = self.checkpoint_path
         try:
             state = torch.load(path, map_location=device, weights_only=True)
@@ -198,6 +207,8 @@ class Trainer:
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if state.get("grad_scaler"):
+                scaler.load_state_dict(state["grad_scaler"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise RuntimeError(
                 f"cannot resume: checkpoint {path} does not fit this model/settings ({err}); "
@@ -232,9 +243,11 @@ class Trainer:
         torch.manual_seed(s.seed + 1000 * dist.rank)
         model = task.model.to(device)
         optimizer = self._make_optimizer(model)
+        autocast_dtype = _autocast_dtype(s.amp, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=s.amp == "fp16")
         start = 0
         if s.resume and self.checkpoint_path.is_file():
-            start = self._load_checkpoint(model, optimizer, device)
+            start = self._load_checkpoint(model, optimizer, device, scaler)
         if dist.active:
             _broadcast_parameters(model)
 
@@ -270,7 +283,8 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 model.train()
-                loss, logs = task.loss(model, batch, device)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    loss, logs = task.loss(model, batch, device)
                 if s.orthogonality_weight > 0:
                     penalty = orthogonality_penalty(model)
                     loss = loss + s.orthogonality_weight * penalty
@@ -278,12 +292,14 @@ class Trainer:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if dist.active:
                     _average_gradients(model, dist.world_size)
                 if s.grad_clip > 0:
+                    scaler.unscale_(optimizer)
                     nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 done = step + 1
                 if s.filter_projection_every and done % s.filter_projection_every == 0:
                     project_filters(model)
@@ -310,7 +326,7 @@ class Trainer:
                     writer.flush()
                 if done % s.checkpoint_every == 0 or last:
                     if is_main:
-                        self._save_checkpoint(model, optimizer, done)
+                        self._save_checkpoint(model, optimizer, done, scaler)
                     if dist.active:
                         torch.distributed.barrier()
             bar.close()
@@ -327,6 +343,18 @@ class Trainer:
         if is_main:
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"amp='fp16' needs a CUDA device (this run is on {device}); use amp='bf16' or 'off'")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    raise ValueError(f"amp must be 'off', 'fp16' or 'bf16', got {amp!r}")
 
 
 def _trainable(model: nn.Module) -> list[torch.Tensor]:
