@@ -47,9 +47,13 @@ def shipped_weights(name: str) -> Path:
     return path
 
 
-def save_weights(module: nn.Module, path: str | os.PathLike, kind: str, config: dict | None = None) -> None:
-    """Write a module's state as safetensors, tagged with its ``kind`` and a JSON ``config``."""
+def save_weights(module: nn.Module, path: str | os.PathLike, kind: str, config: dict | None = None,
+                 half: bool = False) -> None:
+    """Write a module's state as safetensors, tagged with its ``kind`` and a JSON ``config``;
+    ``half`` stores floating-point tensors as float16 (half the file; loading casts them back)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"kind": kind, "config": json.dumps(config or {}, sort_keys=True)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
