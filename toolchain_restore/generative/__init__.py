@@ -1,0 +1,13 @@
+"""The data layer shared by the image-synthesis modules (pix2pixHD, SIMS): procedural street
+scenes (label map, instance map, photo-like image), a reader of pix2pixHD's folder layout
+for real data, and the segmentation network of the paper's evaluation protocol."""
+
+from .layout import (CITYSCAPES_SUFFIXES, LayoutFolder, LayoutSample, check_divisible, pad_to_multiple,
+                     read_integer_map, sample_key, write_layout)
+from .scenes import (MIN_SCENE_SIZE, SCENE_CLASSES, SCENE_PALETTE, STUFF_CLASSES, TEST_SEED_START, THING_CLASSES,
+                     TRAIN_SEED_START, Scene, colorize_labels, make_scene, make_scenes, procedural_split)
+
+__all__ = ["SCENE_CLASSES", "THING_CLASSES", "STUFF_CLASSES", "SCENE_PALETTE", "MIN_SCENE_SIZE", "TRAIN_SEED_START",
+           "TEST_SEED_START", "Scene", "make_scene", "make_scenes", "procedural_split", "colorize_labels",
+           "LayoutFolder", "LayoutSample", "pad_to_multiple", "check_divisible", "write_layout", "read_integer_map",
+           "sample_key", "CITYSCAPES_SUFFIXES"]
