@@ -11,8 +11,9 @@ __all__ = ["label_palette", "colorize_labels"]
 def label_palette(label_count: int) -> np.ndarray:
     """label_count x 3 uint8 colours: the procedural classes' own colours first, then
     well-separated hues (golden-angle steps) for further labels."""
-    known = np.array([[110, 170, 235], [120, 100, 60], [80, 80, 85], [170, 80, 70], [40, 140, 50], [230, 200, 30],
-                      [220, 40, 150]], dtype=np.uint8)
+    from .scenes import SCENE_PALETTE
+
+    known = SCENE_PALETTE
     if label_count <= len(known):
         return known[:label_count]
     import colorsys

@@ -74,8 +74,6 @@ class Pix2PixHDSettings:
     """Layouts per step (per process under torchrun); the reference trains with 1."""
     flip: bool = True
     """Mirror training samples left-right at random."""
-    stage: Literal["global", "enhancer"] = "enhancer"
-    """Which stage of the coarse-to-fine schedule a training run is (set by the staged trainer)."""
     fix_global_iterations: int = 0
     """Enhancer stage: steps with the global generator frozen before all layers train (official niter_fix_global)."""
 

@@ -62,7 +62,7 @@ class Pix2PixHDTask:
                  init: Pix2PixHD | None = None) -> None:
         if stage not in ("global", "enhancer"):
             raise ValueError(f"stage must be 'global' or 'enhancer', got {stage!r}")
-        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count), stage=stage)
+        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
         self.settings, self.stage = settings, stage
         self.factor = 2**settings.n_local_enhancers if stage == "global" else 1
         with torch.random.fork_rng():
