@@ -423,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pix2pixhd", help="pix2pixHD: image synthesis from semantic layouts (train / test / encode-features / sample)")
     verbs = p.add_subparsers(dest="verb", required=True)
     v = verbs.add_parser("train", help="the staged schedule: global generator, then the enhancer(s)")
-    v.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
-                   help="cpu: narrow networks for 128x256 procedural scenes; paper: the reference's for 1024x2048 on a GPU")
+    v.add_argument("--preset", choices=["cpu", "paper", "pix2pix"], default="cpu",
+                   help="cpu: narrow networks for 128x256 procedural scenes; paper: the reference's for 1024x2048 on a "
+                        "GPU; pix2pix: the single-scale U-Net baseline at the cpu budget")
     v.add_argument("--global-iterations", type=int, default=None, help="steps of the global stage (default: --iterations)")
     v.add_argument("--output", default=None, help="where to write the model (default: OUT_DIR/pix2pixhd.safetensors)")
     add_settings_arguments(v, Pix2PixHDSettings, only_given=True)

@@ -129,3 +129,24 @@ def test_losses_follow_the_reference_weights():
     assert feature_matching_loss(fake, real).item() == pytest.approx(2.0)
     assert lsgan_loss(fake, real=True).item() == pytest.approx(2.0)
     assert lsgan_loss(fake, real=False).item() == pytest.approx(0.0)
+
+
+def test_unet_baseline_keeps_the_size_and_uses_skips():
+    from toolchain_restore.generative.pix2pixhd.networks import UNetGenerator
+
+    g = UNetGenerator(7, ngf=4, depth=5).eval()
+    x = torch.randn(1, 7, 64, 96)
+    assert g(x).shape == (1, 3, 64, 96)
+    dropouts = [m for m in g.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 0 and len([m for m in UNetGenerator(7, depth=8).modules()
+                                       if isinstance(m, torch.nn.Dropout)]) == 3
+
+
+def test_pix2pix_preset_builds_a_single_scale_unet_model():
+    from toolchain_restore.generative.pix2pixhd.networks import UNetGenerator
+
+    model = Pix2PixHD(preset("pix2pix", label_count=7))
+    assert isinstance(model.generator, UNetGenerator) and len(model.discriminator.scales) == 1
+    assert model.condition_channels == 7 and model.size_multiple == 64
+    with pytest.raises(ValueError, match="no local enhancers"):
+        Pix2PixHD(preset("pix2pix", label_count=7, n_local_enhancers=1))

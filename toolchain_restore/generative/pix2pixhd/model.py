@@ -12,7 +12,8 @@ from torch import nn
 
 from ...serialization import WeightsError, load_weights, read_metadata, save_weights
 from .maps import instance_boundaries, one_hot_labels
-from .networks import FeatureEncoder, MultiscaleDiscriminator, Pix2PixHDGenerator, image_size_multiple
+from .networks import (FeatureEncoder, MultiscaleDiscriminator, Pix2PixHDGenerator, UNetGenerator,
+                       image_size_multiple)
 
 __all__ = ["Pix2PixHDSettings", "Pix2PixHD", "save_pix2pixhd", "load_pix2pixhd", "PIX2PIXHD_KIND", "preset"]
 
@@ -48,6 +49,10 @@ class Pix2PixHDSettings:
     """Channels of the encoder's first layer."""
     n_downsample_encoder: int = 4
     """Stride-2 convolutions of the encoder."""
+    generator: Literal["pix2pixhd", "unet"] = "pix2pixhd"
+    """pix2pixhd: the coarse-to-fine generator; unet: pix2pix's single-scale U-Net (the baseline, no enhancers)."""
+    unet_depth: int = 8
+    """U-Net: stride-2 levels (pix2pix: 8 for 256x256)."""
     ngf: int = 32
     """Channels of the finest generator level (G1 alone has ngf * 2^n_local_enhancers: 64 for the reference's 32)."""
     n_downsample_global: int = 4
@@ -68,6 +73,8 @@ class Pix2PixHDSettings:
     """The discriminator feature-matching loss (official --no_ganFeat_loss turns it off)."""
     lambda_feat: float = 10.0
     """Weight of the feature-matching (and VGG) loss."""
+    lambda_l1: float = 0.0
+    """Weight of an L1 loss to the real image (pix2pix: 100; pix2pixHD: none)."""
     vgg_weights: str | None = None
     """torchvision VGG-19 weights (.pth or .safetensors) to add the perceptual loss; None = off (nothing is downloaded)."""
     batch_size: int = 1
@@ -84,18 +91,22 @@ class Pix2PixHDSettings:
         return self.ngf * 2**self.n_local_enhancers if stage == "global" else self.ngf
 
 
-def preset(name: Literal["cpu", "paper"], **changes) -> Pix2PixHDSettings:
+def preset(name: Literal["cpu", "paper", "pix2pix"], **changes) -> Pix2PixHDSettings:
     """'paper': the reference's networks (ngf 32 with one enhancer, G1 at 64 with 4
     downsamplings and 9 blocks, 3 discriminators of 64) for 1024x2048 on a GPU; 'cpu': a
     budget for 128x256 procedural scenes on a 2-core CPU (narrower and shallower
-    networks, same structure)."""
+    networks, same structure); 'pix2pix': the single-scale baseline at the cpu budget
+    (U-Net of 6 levels, one PatchGAN, L1 weight 100, no boundary map, no feature matching)."""
     if name == "paper":
         base = Pix2PixHDSettings(height=1024, width=2048)
     elif name == "cpu":
         base = Pix2PixHDSettings(ngf=8, n_downsample_global=3, n_blocks_global=4, n_blocks_local=2, ndf=16, nef=8,
                                  n_downsample_encoder=3)
+    elif name == "pix2pix":
+        base = Pix2PixHDSettings(generator="unet", unet_depth=6, ngf=16, n_local_enhancers=0, ndf=16, num_d=1,
+                                 instances=False, feature_matching=False, lambda_l1=100.0)
     else:
-        raise ValueError(f"unknown preset {name!r}; expected 'cpu' or 'paper'")
+        raise ValueError(f"unknown preset {name!r}; expected 'cpu', 'paper' or 'pix2pix'")
     unknown = set(changes) - {f.name for f in fields(Pix2PixHDSettings)}
     if unknown:
         raise ValueError(f"unknown pix2pixHD settings {sorted(unknown)}")
@@ -103,7 +114,7 @@ def preset(name: Literal["cpu", "paper"], **changes) -> Pix2PixHDSettings:
 
 
 # The settings that decide the shapes of the weights; a file records them and loading checks them.
-_ARCHITECTURE_FIELDS = ("label_count", "instances", "features", "feature_channels", "nef", "n_downsample_encoder",
+_ARCHITECTURE_FIELDS = ("generator", "unet_depth", "label_count", "instances", "features", "feature_channels", "nef", "n_downsample_encoder",
                         "ngf", "n_downsample_global", "n_blocks_global", "n_local_enhancers", "n_blocks_local", "ndf",
                         "n_layers_d", "num_d")
 
@@ -124,8 +135,15 @@ class Pix2PixHD(nn.Module):
         s = settings
         self.condition_channels = s.label_count + int(s.instances)
         in_channels = self.condition_channels + (s.feature_channels if s.features else 0)
-        self.generator = Pix2PixHDGenerator(in_channels, 3, s.ngf_at(stage), s.n_downsample_global,
-                                            s.n_blocks_global, s.enhancers_at(stage), s.n_blocks_local)
+        if s.generator == "unet":
+            if s.n_local_enhancers:
+                raise ValueError("the U-Net generator has no local enhancers: set n_local_enhancers=0")
+            self.generator: nn.Module = UNetGenerator(in_channels, 3, s.ngf, s.unet_depth)
+        elif s.generator == "pix2pixhd":
+            self.generator = Pix2PixHDGenerator(in_channels, 3, s.ngf_at(stage), s.n_downsample_global,
+                                                s.n_blocks_global, s.enhancers_at(stage), s.n_blocks_local)
+        else:
+            raise ValueError(f"generator must be 'pix2pixhd' or 'unet', got {s.generator!r}")
         self.discriminator = MultiscaleDiscriminator(self.condition_channels + 3, s.ndf, s.n_layers_d, s.num_d)
         self.encoder = (FeatureEncoder(3, s.feature_channels, s.nef, s.n_downsample_encoder) if s.features else None)
 
@@ -133,7 +151,8 @@ class Pix2PixHD(nn.Module):
     def size_multiple(self) -> int:
         """Height and width of an input must be multiples of this."""
         s = self.settings
-        multiple = image_size_multiple(s.n_downsample_global, s.enhancers_at(self.stage))
+        multiple = (2**s.unet_depth if s.generator == "unet"
+                    else image_size_multiple(s.n_downsample_global, s.enhancers_at(self.stage)))
         return max(multiple, 2**s.n_downsample_encoder) if s.features else multiple
 
     def condition(self, label: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:

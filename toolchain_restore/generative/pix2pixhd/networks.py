@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ResidualBlock", "GlobalGenerator", "Pix2PixHDGenerator", "PatchDiscriminator",
+__all__ = ["ResidualBlock", "GlobalGenerator", "Pix2PixHDGenerator", "UNetGenerator", "PatchDiscriminator",
            "MultiscaleDiscriminator", "FeatureEncoder", "downsample", "image_size_multiple"]
 
 
@@ -231,3 +231,46 @@ class FeatureEncoder(nn.Module):
         from .maps import instance_average
 
         return instance_average(self.body(image), instance)
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix's U-Net (the single-scale baseline): ``depth`` 4x4 stride-2 convolutions
+    down (ngf, 2 ngf, 4 ngf, then 8 ngf; LeakyReLU 0.2, InstanceNorm but on the outermost
+    and innermost), transposed convolutions up with skip connections (ReLU, InstanceNorm,
+    dropout 0.5 in the 8 ngf levels between the fourth and the bottleneck: three of them
+    at depth 8), tanh at the end.
+    Inputs must be multiples of 2^depth."""
+
+    def __init__(self, in_channels: int, out_channels: int = 3, ngf: int = 64, depth: int = 8,
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        widths = [ngf * min(2**k, 8) for k in range(depth)]
+        self.down = nn.ModuleList()
+        for k, w in enumerate(widths):
+            layers: list[nn.Module] = [] if k == 0 else [nn.LeakyReLU(0.2, True)]
+            layers.append(nn.Conv2d(in_channels if k == 0 else widths[k - 1], w, 4, stride=2, padding=1))
+            if 0 < k < depth - 1:
+                layers.append(_norm(w))
+            self.down.append(nn.Sequential(*layers))
+        self.up = nn.ModuleList()
+        for k in reversed(range(depth)):
+            source = widths[k] if k == depth - 1 else 2 * widths[k]
+            target = out_channels if k == 0 else widths[k - 1]
+            layers = [nn.ReLU(True), nn.ConvTranspose2d(source, target, 4, stride=2, padding=1)]
+            if k == 0:
+                layers.append(nn.Tanh())
+            else:
+                layers.append(_norm(target))
+                if 4 <= k <= depth - 2 and dropout > 0:  # the 8 ngf levels between 4 ngf and the bottleneck
+                    layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.up[0](skips.pop())
+        for layer in self.up[1:]:
+            x = layer(torch.cat([x, skips.pop()], dim=1))
+        return x

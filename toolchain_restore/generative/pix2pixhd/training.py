@@ -95,7 +95,7 @@ class Pix2PixHDTask:
         if model.encoder is not None:
             g_input = torch.cat([condition, model.encoder(real, instance)], dim=1)
         freeze_global = self.stage == "enhancer" and batch["step"] < s.fix_global_iterations
-        fake = model.generator(g_input, freeze_global=freeze_global)
+        fake = model.generator(g_input, freeze_global=True) if freeze_global else model.generator(g_input)
 
         discriminator = model.discriminator
         pred_real = discriminator(torch.cat([condition, real], dim=1))
@@ -109,7 +109,8 @@ class Pix2PixHDTask:
         g_gan = lsgan_loss(pred_fake, True)
         g_feat = s.lambda_feat * feature_matching_loss(pred_fake, pred_real) if s.feature_matching else None
         g_vgg = s.lambda_feat * self.vgg.to(device)(fake, real) if self.vgg is not None else None
-        generator_loss = g_gan + sum(x for x in (g_feat, g_vgg) if x is not None)
+        g_l1 = s.lambda_l1 * (fake - real).abs().mean() if s.lambda_l1 else None
+        generator_loss = g_gan + sum(x for x in (g_feat, g_vgg, g_l1) if x is not None)
         loss = generator_loss + 0.5 * (d_real + d_fake)
         logs = {"g_gan": g_gan.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
                 "generator": generator_loss.item()}
@@ -117,6 +118,8 @@ class Pix2PixHDTask:
             logs["g_feature_matching"] = g_feat.item()
         if g_vgg is not None:
             logs["g_vgg"] = g_vgg.item()
+        if g_l1 is not None:
+            logs["g_l1"] = g_l1.item()
         return loss, logs
 
     def _test_batches(self, device: torch.device, limit: int | None = None):
