@@ -148,3 +148,16 @@ def test_pad_to_multiple_and_check_divisible():
     check_divisible(64, 128, 16, "ok")
     with pytest.raises(ValueError, match=r"data/x\.png: size 100 x 128 is not divisible by 16 \(= 2\*\*4.*pad_to=16"):
         check_divisible(100, 128, 16, "data/x.png")
+
+
+def test_palette_and_16_bit_label_maps_read_as_their_integer_values(tmp_path):
+    from toolchain_restore.generative import read_integer_map
+
+    values = np.array([[0, 3], [33, 1]], np.uint8)
+    palette_image = Image.fromarray(values).convert("P")  # indices equal the values
+    palette_image.save(tmp_path / "p.png")
+    Image.fromarray(np.array([[0, 26001]], np.uint16)).save(tmp_path / "i.png")
+    assert np.array_equal(read_integer_map(tmp_path / "p.png"), values)
+    assert read_integer_map(tmp_path / "i.png").tolist() == [[0, 26001]]
+    with pytest.raises(FileNotFoundError, match="nothing.png"):
+        read_integer_map(tmp_path / "nothing.png")
