@@ -53,7 +53,8 @@ def test_cityscapes_names_are_paired_by_their_common_stem(tmp_path):
     assert sample_key("plain_name.png") == "plain_name"
     for sub in ("train_label", "train_inst", "train_img"):
         (tmp_path / sub).mkdir()
-    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "train_label/aachen_000000_000019_gtFine_labelIds.png")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(
+        tmp_path / "train_label/aachen_000000_000019_gtFine_labelIds.png")
     Image.fromarray(np.full((8, 8), 26001, np.uint16)).save(
         tmp_path / "train_inst/aachen_000000_000019_gtFine_instanceIds.png")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train_img/aachen_000000_000019_leftImg8bit.jpg")
@@ -68,7 +69,8 @@ def test_a_label_beyond_the_label_count_names_the_file_and_the_values(folder):
     Image.fromarray(label).save(folder / "train_label/scene_00001.png")
     data = LayoutFolder(folder, "train", CLASSES)
     data[0]  # a good file reads fine; the bad one fails when it is used
-    with pytest.raises(ValueError, match=r"scene_00001\.png.*value 40.*label_count is 7.*CUDA index error"):
+    with pytest.raises(ValueError, match=r"scene_00001\.png: label values span 0..40 \(max 40\).*label_count is 7"
+                                         r".*CUDA index error"):
         data[1]
 
 
@@ -130,9 +132,10 @@ def test_padding_warns_once_and_reaches_the_multiple(folder, scenes):
         first, second = data[0], data[1]
     assert len(caught) == 1 and "48 x 80 to 64 x 96" in str(caught[0].message)
     for sample, scene in ((first, scenes[0]), (second, scenes[1])):
-        assert sample.label.shape == (64, 96) and sample.instance.shape == (64, 96) and sample.image.shape == (64, 96, 3)
+        assert sample.label.shape == sample.instance.shape == (64, 96) and sample.image.shape == (64, 96, 3)
         assert sample.original_size == (48, 80)
-        assert np.array_equal(sample.label[:48, :80], scene.label) and np.array_equal(sample.image[:48, :80], scene.image)
+        assert np.array_equal(sample.label[:48, :80], scene.label)
+        assert np.array_equal(sample.image[:48, :80], scene.image)
         assert np.array_equal(sample.label[48:, :80], np.repeat(scene.label[-1:], 16, axis=0))  # edge-replicated
         assert np.array_equal(sample.image[48:50, :80], scene.image[[46, 45]])  # reflected
 
@@ -145,3 +148,16 @@ def test_pad_to_multiple_and_check_divisible():
     check_divisible(64, 128, 16, "ok")
     with pytest.raises(ValueError, match=r"data/x\.png: size 100 x 128 is not divisible by 16 \(= 2\*\*4.*pad_to=16"):
         check_divisible(100, 128, 16, "data/x.png")
+
+
+def test_palette_and_16_bit_label_maps_read_as_their_integer_values(tmp_path):
+    from toolchain_restore.generative import read_integer_map
+
+    values = np.array([[0, 3], [33, 1]], np.uint8)
+    palette_image = Image.fromarray(values).convert("P")  # indices equal the values
+    palette_image.save(tmp_path / "p.png")
+    Image.fromarray(np.array([[0, 26001]], np.uint16)).save(tmp_path / "i.png")
+    assert np.array_equal(read_integer_map(tmp_path / "p.png"), values)
+    assert read_integer_map(tmp_path / "i.png").tolist() == [[0, 26001]]
+    with pytest.raises(FileNotFoundError, match="nothing.png"):
+        read_integer_map(tmp_path / "nothing.png")

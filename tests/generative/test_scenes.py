@@ -75,18 +75,14 @@ def test_depth_order_lists_exactly_the_visible_things_back_to_front(scenes):
             assert kinds[: kinds.count(building)] == [building] * kinds.count(building)
 
 
-def test_nearer_things_occlude_farther_ones():
-    # Somewhere in a few scenes a thing is cut by a nearer one: two things' boxes overlap and
-    # the overlap shows the later-painted (nearer) one.
-    occlusions = 0
+def test_things_overlap_so_occlusion_happens():
+    # Distinct thing instances touching each other: one of them is cut by the other, which
+    # happens only where their shapes overlap (or abut) and the nearer one was painted last.
+    touching = 0
     for scene in make_scenes(6, seed=0):
-        order = {ident: rank for rank, ident in enumerate(scene.depth_order)}
-        right = scene.instance[:, 1:], scene.instance[:, :-1]
-        for a, b in (right, (scene.instance[1:], scene.instance[:-1])):
-            touching = (a != b) & (a >= 1000) & (b >= 1000)
-            occlusions += int(touching.sum())
-        assert all(ident in order for ident in np.unique(scene.instance[scene.instance >= 1000]).tolist())
-    assert occlusions > 0
+        for a, b in ((scene.instance[:, 1:], scene.instance[:, :-1]), (scene.instance[1:], scene.instance[:-1])):
+            touching += int(((a != b) & (a >= 1000) & (b >= 1000)).sum())
+    assert touching > 0
 
 
 def test_splits_never_share_a_seed_and_reject_other_names():

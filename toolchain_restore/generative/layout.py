@@ -250,12 +250,12 @@ class LayoutFolder:
         name = self.names[index]
         label_path = self._labels[name]
         label = read_integer_map(label_path)
-        if label.min() < 0 or label.max() >= self.label_count:
-            bad = int(label.max()) if label.max() >= self.label_count else int(label.min())
-            raise ValueError(f"{label_path}: holds label value {bad} (values span {int(label.min())}..{int(label.max())}) "
-                             f"but label_count is {self.label_count}; values must lie in 0..{self.label_count - 1}. The "
-                             f"official code would crash here with a CUDA index error (device-side assert in "
-                             f"scatter_); raise label_count (--label_nc) or remap the labels")
+        low, high = int(label.min()), int(label.max())
+        if low < 0 or high >= self.label_count:
+            raise ValueError(f"{label_path}: label values span {low}..{high} (max {high}) but label_count is "
+                             f"{self.label_count}, so values must lie in 0..{self.label_count - 1}. The official "
+                             f"code would crash here with a CUDA index error (a device-side assert in scatter_); "
+                             f"raise label_count (--label_nc) or remap the labels")
         sizes = {label_path: label.shape}
         instance = None
         if self._instances is not None:
