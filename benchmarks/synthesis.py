@@ -78,6 +78,7 @@ def _sheet(rows: dict, samples, label_count: int, figures: Path) -> str:
         layout = (colorize_labels(samples[k].label, label_count).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         tiles = [layout] + [images[k] for images in rows.values()] + [samples[k].image]
         lines.append(np.concatenate(tiles, axis=1))
+    figures.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(lines, axis=0)).save(figures / "synthesis.png")
     return "synthesis.png"
 

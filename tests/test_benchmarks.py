@@ -98,6 +98,23 @@ def check_dcnet(section: Section) -> None:
     assert set(section.raw["agent_gain"]) == {"plain", p["agent_operator"]}
 
 
+def check_synthesis(section: Section) -> None:
+    results = section.raw["results"]
+    assert set(results) == set(section.raw["params"]["variants"])
+    for name, r in results.items():
+        assert 0 <= r["l1"] <= 1 and 0 <= r["pixel_accuracy"] <= 1 and 0 <= r["mean_iou"] <= 1
+        cells = table_row(section.text, _synthesis_row(name))
+        assert float(cells[1]) == pytest.approx(r["l1"], abs=5e-5)
+        assert float(cells[4]) == pytest.approx(r["pixel_accuracy"], abs=5e-4)
+    assert 0 <= section.raw["real"]["pixel_accuracy"] <= 1
+
+
+def _synthesis_row(name: str) -> str:
+    from benchmarks.synthesis import VARIANTS
+
+    return VARIANTS[name][0]
+
+
 CHECKS = {
     "env_throughput": (check_env_throughput, {"num_envs": [2], "seconds": 0.2, "repeats": 2}),
     "tool_efficiency": (check_tool_efficiency, {"batch": [2], "seconds": 0.1, "repeats": 2}),
@@ -109,6 +126,8 @@ CHECKS = {
     "dcnet": (check_dcnet, {"operators": ["plain", "tanh_cos"], "seeds": 1, "iterations": 10, "eval_every": 5,
                             "train_patches": 96, "test_patches": 48, "attack_patches": 24, "agent_steps": 60,
                             "agent_eval_patches": 4}),
+    "synthesis": (check_synthesis, {"iterations": 2, "segmenter_iterations": 2, "train_scenes": 4, "test_scenes": 2,
+                                    "variants": ["global+enhancer", "pix2pix"]}),
 }
 
 
@@ -156,7 +175,7 @@ def test_quick_mode_end_to_end(tmp_path):
 
 _TITLES = {"env_throughput": "environment throughput", "tool_efficiency": "tool inference", "quality": "quality",
            "whole_image_latency": "whole-image", "data_pipeline": "data pipeline", "agent_training": "agent training",
-           "dcnet": "dcnet"}
+           "dcnet": "dcnet", "synthesis": "image synthesis"}
 
 
 def _targets(text: str, title: str):
