@@ -88,7 +88,7 @@ def synthesis_set(data: str, split: str, label_count: int, count: int = 0, heigh
 
 def to_model_image(image: np.ndarray) -> torch.Tensor:
     """H x W x 3 uint8 -> 3 x H x W float in [-1, 1], the generators' range."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
 
 
 def from_model_image(image: torch.Tensor) -> np.ndarray:
