@@ -67,6 +67,11 @@ def test_batches_are_a_pure_function_of_step_and_seed(one_thread):
     assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
     assert x1.shape == (3, 3, 32, 64) and y1.dtype == torch.long and -1 <= x1.min() and x1.max() <= 1
     assert task.sample_images(task.model.eval(), torch.device("cpu"))["segmentation"].shape == (3, 96, 64)
+    # Class weights: rarer classes weigh more, and a training pixel weighs 1 on average.
+    frequency = torch.bincount(task.train_labels.reshape(-1).long(), minlength=len(SCENE_CLASSES)).double()
+    frequency /= frequency.sum()
+    assert float((task.class_weights.double() * frequency).sum()) == pytest.approx(1.0, rel=1e-5)
+    assert task.class_weights.argmax() == frequency.argmin()
 
 
 def test_weights_round_trip_and_a_wrong_kind_is_refused(tmp_path, one_thread):
