@@ -69,13 +69,13 @@ def segmenter_for(p: dict, device: str, out_dir: Path):
     return load_segmenter(out_dir / "segmenter.safetensors", device)
 
 
-def _sheet(rows: dict, samples, label_count: int, figures: Path) -> str:
-    from toolchain_restore.generative.visualize import colorize_labels
+def _sheet(rows: dict, samples, figures: Path) -> str:
+    from toolchain_restore.generative.scenes import colorize_labels
     from PIL import Image
 
     lines = []
     for k in range(min(2, len(samples))):
-        layout = (colorize_labels(samples[k].label, label_count).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        layout = colorize_labels(samples[k].label)
         tiles = [layout] + [images[k] for images in rows.values()] + [samples[k].image]
         lines.append(np.concatenate(tiles, axis=1))
     figures.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
             "its scores on the real images are the ceiling.\n\n"
             "| model | L1 | PSNR (dB) | generator | pixel accuracy | mean IoU | steps | minutes |\n"
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
-    names = [_sheet(outputs, samples, 7, figures)] if figures is not None and outputs else []
+    names = [_sheet(outputs, samples, figures)] if figures is not None and outputs else []
     raw = {"params": p, "real": real, "results": results}
     return Section("Image synthesis from layouts (pix2pixHD, pix2pix)", text, raw, names, [],
                    time.perf_counter() - start)

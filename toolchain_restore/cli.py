@@ -224,7 +224,7 @@ def _pix2pixhd_sample(args: argparse.Namespace) -> int:
         scene = procedural_split("test", args.scene + 1, s.height, s.width)[args.scene]
         label, instance, real = scene.label.astype(np.int64), scene.instance.astype(np.int64), scene.image
     outputs = synthesize(model, label, instance, clusters, args.outputs, args.seed, _parse_choice(args.choose))
-    write_sheet(args.output, label, outputs, s.label_count, real)
+    write_sheet(args.output, label, outputs, real)
     ids = [int(i) for i in np.unique(instance) if i >= 1000]
     print(f"wrote {args.output}: layout, {len(outputs)} output(s){', real image' if real is not None else ''}; "
           f"instances you can --choose: {ids[:12]}{' ...' if len(ids) > 12 else ''}")

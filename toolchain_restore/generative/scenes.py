@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
 
 __all__ = [
@@ -73,11 +74,16 @@ class Scene:
     """Instance ids of every visible thing, from back to front (the order they were painted)."""
 
 
-def colorize_labels(label: np.ndarray) -> np.ndarray:
-    """An H x W x 3 uint8 picture of a label map in SCENE_PALETTE colours (values beyond it black)."""
-    palette = np.zeros((256, 3), np.uint8)
-    palette[: len(SCENE_PALETTE)] = SCENE_PALETTE
-    return palette[np.clip(label, 0, 255).astype(np.intp)]
+def colorize_labels(label: np.ndarray | torch.Tensor) -> np.ndarray:
+    """An H x W x 3 uint8 picture of a label map: SCENE_PALETTE's colours for the
+    procedural classes, then well-separated hues (golden-angle steps) for any further
+    label, e.g. Cityscapes' 35."""
+    label = np.asarray(label).astype(np.intp)
+    count = max(len(SCENE_PALETTE), int(label.max(initial=0)) + 1)
+    hues = (np.arange(count - len(SCENE_PALETTE)) * 0.618034) % 1.0
+    extra = np.stack([0.5 + 0.4 * np.cos(2 * np.pi * (hues + shift)) for shift in (0.0, 1 / 3, 2 / 3)], axis=1)
+    palette = np.concatenate([SCENE_PALETTE, (extra * 255).round().astype(np.uint8)])
+    return palette[np.clip(label, 0, count - 1)]
 
 
 # ----------------------------------------------------------------------------- textures

@@ -12,7 +12,7 @@ import torch
 
 from ...serialization import shipped_weights
 from ..datasets import SynthesisSample, from_model_image, to_model_image
-from ..visualize import colorize_labels
+from ..scenes import colorize_labels
 from .clusters import FeatureClusters, instance_feature_map
 from .model import Pix2PixHD, load_pix2pixhd
 from .training import synthesis_metrics
@@ -76,12 +76,12 @@ def evaluate_synthesis(images: Sequence[np.ndarray], samples: Sequence[Synthesis
     return metrics
 
 
-def write_sheet(path: str | os.PathLike, label: np.ndarray, outputs: Sequence[np.ndarray], label_count: int,
+def write_sheet(path: str | os.PathLike, label: np.ndarray, outputs: Sequence[np.ndarray],
                 real: np.ndarray | None = None) -> None:
     """One picture: the layout, each output, then the real image if given, side by side."""
     from PIL import Image
 
-    layout = (colorize_labels(label, label_count).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    layout = colorize_labels(label)
     tiles = [layout, *outputs] + ([real] if real is not None else [])
     gap = np.full((label.shape[0], 4, 3), 255, np.uint8)
     row = np.concatenate([x for tile in tiles for x in (tile, gap)][:-1], axis=1)

@@ -25,7 +25,7 @@ from ...metrics import batch_psnr
 from ...training import Trainer, TrainerSettings, step_rng
 from ..datasets import label_count_of, resize_maps, sample_batch, synthesis_set, to_model_image
 from ..losses import VGGLoss, feature_matching_loss, load_vgg19, lsgan_loss
-from ..visualize import colorize_labels
+from ..scenes import colorize_labels
 from .model import Pix2PixHD, Pix2PixHDSettings, save_pix2pixhd
 
 __all__ = ["Pix2PixHDTask", "train_pix2pixhd", "synthesis_metrics", "trainer_defaults"]
@@ -151,7 +151,7 @@ class Pix2PixHDTask:
         for label, instance, image in self._test_batches(device, limit=2):
             fake = model.generate(label, instance, image=image)
             for k in range(len(label)):
-                colours = colorize_labels(label[k].cpu(), self.settings.label_count)
+                colours = torch.from_numpy(colorize_labels(label[k].cpu())).permute(2, 0, 1).float() / 255
                 rows.append(torch.cat([colours, (fake[k].cpu().clamp(-1, 1) + 1) / 2, (image[k].cpu() + 1) / 2], dim=2))
         return {"layout_generated_real": torch.cat(rows, dim=1)} if rows else {}
 
