@@ -6,13 +6,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["WeightsError", "save_weights", "load_weights", "read_metadata", "atomic_write", "shipped_weights"]
+__all__ = ["WeightsError", "save_weights", "load_weights", "load_model", "read_metadata", "atomic_write",
+           "shipped_weights"]
 
 
 class WeightsError(ValueError):
@@ -114,3 +116,25 @@ def load_weights(module: nn.Module, path: str | os.PathLike, kind: str) -> dict:
         raise WeightsError(f"{path}: non-finite values in {', '.join(bad[:3])}")
     module.load_state_dict(tensors)
     return config
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def load_model(path: str | os.PathLike, kind: str, build: Callable[[dict], M], what: str) -> tuple[M, dict]:
+    """Build the model a file's config describes (``build(config)``) and load its weights;
+    return it with the config.
+
+    Raises:
+        WeightsError: missing or corrupt file, weights of another kind, a config that does not
+            describe a ``what``, or tensors that do not fit.
+    """
+    file_kind, config = read_metadata(path)
+    if file_kind != kind:
+        raise WeightsError(f"{path}: holds weights of kind {file_kind or 'unknown'!r}, expected {kind!r}")
+    try:
+        model = build(config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise WeightsError(f"{path}: the config does not describe a {what} ({err!r})") from err
+    load_weights(model, path, kind)
+    return model, config

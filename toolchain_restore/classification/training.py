@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..serialization import WeightsError, load_weights, read_metadata, save_weights
+from ..serialization import load_model, save_weights
 from ..training import Trainer, TrainerSettings, step_rng
 from .data import ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
 from .network import Classifier
@@ -113,14 +113,8 @@ def load_classifier(path: str | os.PathLike, map_location: str | torch.device = 
     Raises:
         WeightsError: missing or corrupt file, weights of another kind, or tensors that do not fit.
     """
-    kind, config = read_metadata(path)
-    if kind != CLASSIFIER_KIND:
-        raise WeightsError(f"{path}: holds weights of kind {kind or 'unknown'!r}, expected {CLASSIFIER_KIND!r}")
-    try:
-        model = Classifier(len(config["classes"]), config["conv"], config["width"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise WeightsError(f"{path}: the config does not describe a classifier ({err!r})") from err
-    load_weights(model, path, CLASSIFIER_KIND)
+    model, config = load_model(path, CLASSIFIER_KIND,
+                               lambda c: Classifier(len(c["classes"]), c["conv"], c["width"]), "classifier")
     return model.to(map_location).eval(), config
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..serialization import WeightsError, load_weights, read_metadata, save_weights
+from ..serialization import load_model, save_weights
 from ..training import Trainer, TrainerSettings, step_rng
 from .scenes import SCENE_CLASSES, Scene, colorize_labels, procedural_split
 
@@ -263,14 +263,8 @@ def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "
     Raises:
         WeightsError: missing or corrupt file, weights of another kind, or tensors that do not fit.
     """
-    kind, config = read_metadata(path)
-    if kind != SEGMENTER_KIND:
-        raise WeightsError(f"{path}: holds weights of kind {kind or 'unknown'!r}, expected {SEGMENTER_KIND!r}")
-    try:
-        model = SegmentationNet(len(config["classes"]), int(config["width"]), int(config["levels"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise WeightsError(f"{path}: the config does not describe a segmenter ({err!r})") from err
-    load_weights(model, path, SEGMENTER_KIND)
+    model, _ = load_model(path, SEGMENTER_KIND, lambda c: SegmentationNet(len(c["classes"]), int(c["width"]),
+                                                                        int(c["levels"])), "segmenter")
     return model.to(map_location).eval()
 
 
