@@ -75,11 +75,11 @@ class PoseWarpSettings:
 
 def preset(name: Literal["cpu", "paper"], **changes) -> PoseWarpSettings:
     """'paper': 256x256, U-Nets of 64 channels and 8 levels, batch 4; 'cpu': 128x128,
-    U-Nets of 16 channels and 6 levels, batch 4, a budget for a 2-core CPU."""
+    U-Nets of 12 channels and 5 levels, batch 4, a budget for a 2-core CPU."""
     if name == "paper":
         base = PoseWarpSettings(gan_iterations=10000)
     elif name == "cpu":
-        base = PoseWarpSettings(size=128, ngf=16, depth=6, ndf=16, train_videos=400)
+        base = PoseWarpSettings(size=128, ngf=12, depth=5, ndf=16, train_videos=400)
     else:
         raise ValueError(f"unknown preset {name!r}; expected 'cpu' or 'paper'")
     unknown = set(changes) - {f.name for f in fields(PoseWarpSettings)}
