@@ -69,8 +69,6 @@ class PoseWarpSettings:
     """Held-out pairs for evaluation."""
     feature_std_images: int = 16
     """Training images over which each feature layer's standard deviation is measured (its normalisation)."""
-    seed: int = 0
-    """Initialisation seed of the networks."""
 
 
 def preset(name: Literal["cpu", "paper"], **changes) -> PoseWarpSettings:

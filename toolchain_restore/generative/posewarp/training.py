@@ -72,12 +72,14 @@ class PoseWarpTask:
         settings: architecture, losses and data.
         gan: the GAN stage (adds the discriminator and its losses).
         init: a model whose generators start this one (the main stage's, for the GAN stage).
+        seed: initialisation seed of the networks.
     """
 
-    def __init__(self, settings: PoseWarpSettings, gan: bool = False, init: PoseWarp | None = None) -> None:
+    def __init__(self, settings: PoseWarpSettings, gan: bool = False, init: PoseWarp | None = None,
+                 seed: int = 0) -> None:
         self.settings, self.gan = settings, gan
         with torch.random.fork_rng():
-            torch.manual_seed(settings.seed)
+            torch.manual_seed(seed)
             self.model = PoseWarp(settings, discriminator=gan)
         if init is not None:
             self.model.generators().load_state_dict(init.generators().state_dict())
@@ -171,11 +173,11 @@ def train_posewarp(settings: PoseWarpSettings, trainer: TrainerSettings,
     and returns the last stage's held-out metrics."""
     out = Path(trainer.out_dir)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    main = PoseWarpTask(settings)
+    main = PoseWarpTask(settings, seed=trainer.seed)
     metrics = Trainer(replace(trainer, out_dir=str(out / "main")), (settings,)).fit(main)
     model = main.model
     if settings.gan_iterations > 0:
-        stage = PoseWarpTask(settings, gan=True, init=main.model)
+        stage = PoseWarpTask(settings, gan=True, init=main.model, seed=trainer.seed)
         gan_trainer = replace(trainer, out_dir=str(out / "gan"), iterations=settings.gan_iterations,
                               hold=0, warmup=0)
         metrics = Trainer(gan_trainer, (settings,)).fit(stage)
