@@ -96,7 +96,7 @@ def test_procedural_videos_are_deterministic_per_seed():
     _, _, lb = a.frame_with_labels(6)
     free = (la == 0) & (lb == 0)
     same = (ia == a.frame(6)[0]).all(-1)
-    assert free.mean() > 0.5 and same[free].mean() > 0.95  # all but the figures' soft edges
+    assert free.mean() > 0.5 and same[free].mean() > 0.9  # all but the figures' soft edges
 
 
 def test_held_out_videos_use_other_figures_and_photos():
