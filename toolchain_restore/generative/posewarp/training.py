@@ -26,7 +26,8 @@ from .data import PosePair, pair_source
 from .losses import NormalisedFeatureLoss, feature_extractor
 from .model import PoseWarp, PoseWarpSettings, save_posewarp
 
-__all__ = ["PoseWarpTask", "train_posewarp", "trainer_defaults", "pairs_to_batch", "pose_metrics", "mask_picture"]
+__all__ = ["PoseWarpTask", "train_posewarp", "trainer_defaults", "pairs_to_batch", "pose_metrics", "mask_picture",
+           "export_checkpoint"]
 
 _EVAL_BATCH = 8
 
@@ -186,3 +187,14 @@ def train_posewarp(settings: PoseWarpSettings, trainer: TrainerSettings,
         save_posewarp(model.cpu(), Path(output) if output else out / "posewarp.safetensors",
                       iterations=trainer.iterations, gan_iterations=settings.gan_iterations, metrics=metrics)
     return metrics
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, settings: PoseWarpSettings, output: str | os.PathLike,
+                      half: bool = True) -> int:
+    """Write the networks of a (possibly still running) training's checkpoint as a weights
+    file (without discriminator); returns the checkpoint's step."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = PoseWarp(settings, discriminator=any(k.startswith("discriminator.") for k in state["model"]))
+    model.load_state_dict(state["model"])
+    save_posewarp(model, output, half=half, iterations=int(state["step"]), checkpoint=str(checkpoint))
+    return int(state["step"])
