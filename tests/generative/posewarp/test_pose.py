@@ -78,3 +78,15 @@ def test_warping_with_identical_poses_returns_the_masked_source():
 def test_wrong_joint_shapes_are_named():
     with pytest.raises(ValueError, match="14 x 2"):
         part_transforms(np.zeros((13, 2)), np.zeros((14, 2)))
+
+
+def test_unet_without_final_tanh_keeps_its_layers_and_returns_raw_values():
+    from toolchain_restore.generative.pix2pixhd.networks import UNetGenerator
+
+    torch.manual_seed(0)
+    with_tanh = UNetGenerator(3, 2, 4, 3, dropout=0.0)
+    torch.manual_seed(0)
+    raw = UNetGenerator(3, 2, 4, 3, dropout=0.0, final_tanh=False)
+    raw.load_state_dict(with_tanh.state_dict())  # same parameters, only the activation differs
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(torch.tanh(raw(x)), with_tanh(x))
