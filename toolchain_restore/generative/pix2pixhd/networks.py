@@ -238,11 +238,12 @@ class UNetGenerator(nn.Module):
     down (ngf, 2 ngf, 4 ngf, then 8 ngf; LeakyReLU 0.2, InstanceNorm but on the outermost
     and innermost), transposed convolutions up with skip connections (ReLU, InstanceNorm,
     dropout 0.5 in the 8 ngf levels between the fourth and the bottleneck: three of them
-    at depth 8), tanh at the end.
+    at depth 8), tanh at the end (``final_tanh=False`` returns the raw last layer instead,
+    for heads that apply their own activations, e.g. PoseWarp's softmax masks).
     Inputs must be multiples of 2^depth."""
 
     def __init__(self, in_channels: int, out_channels: int = 3, ngf: int = 64, depth: int = 8,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, final_tanh: bool = True) -> None:
         super().__init__()
         widths = [ngf * min(2**k, 8) for k in range(depth)]
         self.down = nn.ModuleList()
@@ -258,7 +259,8 @@ class UNetGenerator(nn.Module):
             target = out_channels if k == 0 else widths[k - 1]
             layers = [nn.ReLU(True), nn.ConvTranspose2d(source, target, 4, stride=2, padding=1)]
             if k == 0:
-                layers.append(nn.Tanh())
+                if final_tanh:
+                    layers.append(nn.Tanh())
             else:
                 layers.append(_norm(target))
                 if 4 <= k <= depth - 2 and dropout > 0:  # the 8 ngf levels between 4 ngf and the bottleneck
