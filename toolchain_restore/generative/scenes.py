@@ -33,6 +33,7 @@ __all__ = [
     "make_scenes",
     "procedural_split",
     "colorize_labels",
+    "label_palette",
     "TRAIN_SEED_START",
     "TEST_SEED_START",
 ]
@@ -74,15 +75,19 @@ class Scene:
     """Instance ids of every visible thing, from back to front (the order they were painted)."""
 
 
+def label_palette(count: int) -> np.ndarray:
+    """count x 3 uint8 colours: SCENE_PALETTE's for the procedural classes, then
+    well-separated hues (golden-angle steps) for any further label, e.g. Cityscapes' 35."""
+    hues = (np.arange(max(0, count - len(SCENE_PALETTE))) * 0.618034) % 1.0
+    extra = np.stack([0.5 + 0.4 * np.cos(2 * np.pi * (hues + shift)) for shift in (0.0, 1 / 3, 2 / 3)], axis=1)
+    return np.concatenate([SCENE_PALETTE, (extra * 255).round().astype(np.uint8)])[:count]
+
+
 def colorize_labels(label: np.ndarray | torch.Tensor) -> np.ndarray:
-    """An H x W x 3 uint8 picture of a label map: SCENE_PALETTE's colours for the
-    procedural classes, then well-separated hues (golden-angle steps) for any further
-    label, e.g. Cityscapes' 35."""
+    """An H x W x 3 uint8 picture of a label map in :func:`label_palette`'s colours."""
     label = np.asarray(label).astype(np.intp)
     count = max(len(SCENE_PALETTE), int(label.max(initial=0)) + 1)
-    hues = (np.arange(count - len(SCENE_PALETTE)) * 0.618034) % 1.0
-    extra = np.stack([0.5 + 0.4 * np.cos(2 * np.pi * (hues + shift)) for shift in (0.0, 1 / 3, 2 / 3)], axis=1)
-    palette = np.concatenate([SCENE_PALETTE, (extra * 255).round().astype(np.uint8)])
+    palette = label_palette(count)
     return palette[np.clip(label, 0, count - 1)]
 
 

@@ -21,7 +21,7 @@ from ...metrics import ssim
 from ...training import Trainer, TrainerSettings, step_rng
 from ..datasets import from_model_image, to_model_image
 from ..losses import lsgan_loss
-from ..visualize import label_palette
+from ..scenes import label_palette
 from .data import PosePair, pair_source
 from .losses import NormalisedFeatureLoss, feature_extractor
 from .model import PoseWarp, PoseWarpSettings, save_posewarp
