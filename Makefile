@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean
+.PHONY: demo test install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -104,3 +104,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# The evaluation segmenter of the synthesis modules (toolchain_restore/weights/segmenter.md).
+segmenter: $(VENV)/.installed
+	$(BIN)/toolchain-restore train-segmenter --iterations 600 --schedule cosine --eval-every 100 \
+		--checkpoint-every 100 --device cpu --out-dir runs/segmenter
+
+# The shipped pix2pixHD model and its feature clusters (toolchain_restore/weights/pix2pixhd.md).
+pix2pixhd: $(VENV)/.installed
+	$(BIN)/toolchain-restore pix2pixhd train --preset cpu --features true --fix-global-iterations 1000 \
+		--iterations 6000 --global-iterations 6000 --eval-every 1000 --checkpoint-every 500 \
+		--out-dir runs/pix2pixhd --progress false
+	$(BIN)/toolchain-restore pix2pixhd export --weights runs/pix2pixhd/pix2pixhd.safetensors \
+		--output runs/pix2pixhd/pix2pixhd-small.safetensors
+	$(BIN)/toolchain-restore pix2pixhd encode-features --weights runs/pix2pixhd/pix2pixhd.safetensors \
+		--output runs/pix2pixhd/clusters.safetensors

@@ -148,6 +148,18 @@ def _train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_segmenter(args: argparse.Namespace) -> int:
+    from .generative.segmentation import SegmentationSettings, train_segmenter
+    from .training import TrainerSettings
+
+    settings = settings_from_args(SegmentationSettings, args)
+    trainer = settings_from_args(TrainerSettings, args)
+    metrics = train_segmenter(settings, trainer, args.output)
+    print(f"held-out pixel accuracy {metrics['pixel_accuracy']:.3f}, mean IoU {metrics['mean_iou']:.3f}")
+    print(f"wrote {args.output or f'{trainer.out_dir}/segmenter.safetensors'} (TensorBoard logs beside it)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, run_demo
 
@@ -302,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="where to write the classifier (default: OUT_DIR/classifier.safetensors)")
     p.set_defaults(func=_train_classifier, out_dir="runs/classifier", filter_projection_every=100,
                    orthogonality_weight=1e-5, schedule="constant")
+
+    from .generative.segmentation import SegmentationSettings
+
+    p = sub.add_parser("train-segmenter", help="the segmentation network that scores synthesised images against "
+                                               "their layouts (trained on real procedural scenes)")
+    add_settings_arguments(p, SegmentationSettings)
+    add_settings_arguments(p, TrainerSettings)
+    p.add_argument("--output", default=None, help="where to write it (default: OUT_DIR/segmenter.safetensors)")
+    p.set_defaults(func=_train_segmenter, out_dir="runs/segmenter", lr=2e-3)
 
     from .generative.pix2pixhd.cli import add_pix2pixhd_parser
     from .generative.posewarp.cli import add_posewarp_parser

@@ -55,8 +55,11 @@ def test_encode_features_then_sample_several_outputs(trained, tmp_path):
     clusters = tmp_path / "clusters.safetensors"
     assert main(["pix2pixhd", "encode-features", "--weights", str(out / "pix2pixhd.safetensors"), "--clusters", "3",
                  "--output", str(clusters)]) == 0
+    small = tmp_path / "small.safetensors"
+    assert main(["pix2pixhd", "export", "--weights", str(out / "pix2pixhd.safetensors"), "--output", str(small)]) == 0
+    assert small.stat().st_size < 0.6 * (out / "pix2pixhd.safetensors").stat().st_size
     picture = tmp_path / "sheet.png"
-    assert main(["pix2pixhd", "sample", "--weights", str(out / "pix2pixhd.safetensors"), "--clusters", str(clusters),
+    assert main(["pix2pixhd", "sample", "--weights", str(small), "--clusters", str(clusters),
                  "--outputs", "2", "--output", str(picture)]) == 0
     from PIL import Image
 

@@ -125,6 +125,15 @@ def _pix2pixhd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pix2pixhd_export(args: argparse.Namespace) -> int:
+    from . import load_pix2pixhd, save_pix2pixhd
+
+    model = load_pix2pixhd(args.weights)
+    save_pix2pixhd(model, args.output, discriminator=False, half=True, exported_from=str(args.weights))
+    print(f"wrote {args.output}: generator{' and encoder' if model.encoder is not None else ''} in float16")
+    return 0
+
+
 def add_pix2pixhd_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``pix2pixhd`` subcommand and its verbs to the main command's subparsers."""
     from ...training import TrainerSettings
@@ -141,6 +150,10 @@ def add_pix2pixhd_parser(sub: argparse._SubParsersAction) -> None:
     add_settings_arguments(v, Pix2PixHDSettings, only_given=True)
     add_settings_arguments(v, TrainerSettings)
     v.set_defaults(func=_pix2pixhd_train, out_dir="runs/pix2pixhd", lr=2e-4, beta1=0.5, schedule="linear", hold=None)
+    v = verbs.add_parser("export", help="a small file that only samples: no discriminators, float16")
+    v.add_argument("--weights", required=True, help="a trained model file")
+    v.add_argument("--output", required=True, help="where to write the small file")
+    v.set_defaults(func=_pix2pixhd_export)
     for name, func, text in (("test", _pix2pixhd_test, "synthesise the held-out layouts, write them, report L1 / PSNR "
                               "(and segmentation agreement with --segmenter)"),
                              ("sample", _pix2pixhd_sample, "several outputs for one layout (default: a procedural "
