@@ -36,7 +36,7 @@ VARIANTS = {
     "unet-feature": ("U-Net baseline, feature loss", {"architecture": "unet", "loss": "feature"}),
     "unet-l1": ("U-Net baseline, L1", {"architecture": "unet", "loss": "l1"}),
 }
-SAMPLES = Path("/work/shared/data/posewarp-samples")
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "posewarp-samples"
 
 
 def train_variant(name: str, p: dict, device: str, out_dir: Path):

@@ -2,6 +2,7 @@
 and training pairs."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from toolchain_restore.generative.posewarp.data import (FolderPairs, MatFileErro
                                                         read_video_info)
 from toolchain_restore.generative.posewarp.figures import ProceduralVideo
 
-SAMPLES = "/work/shared/data/posewarp-samples"
+SAMPLES = str(Path(__file__).resolve().parents[3].parent / "shared" / "data" / "posewarp-samples")
 VIDEO = "Flavia Pennetta in 4k"
 
 

@@ -4,6 +4,7 @@ VGG-19 feature loss only from a user's file."""
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_synthesize_and_test_commands(trained, tmp_path):
 
 def test_synthesize_from_the_official_mat_on_a_real_frame(trained, tmp_path):
     out, _ = trained
-    root = "/work/shared/data/posewarp-samples"
+    root = str(Path(__file__).resolve().parents[3].parent / "shared" / "data" / "posewarp-samples")
     mat = f"{root}/info/Flavia Pennetta in 4k.mat"
     assert run(["posewarp", "synthesize", "--weights", str(out / "posewarp.safetensors"), "--source",
                 f"{root}/frames/Flavia Pennetta in 4k/1.jpg", "--source-pose", mat, "--frame", "1",
