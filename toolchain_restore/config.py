@@ -68,7 +68,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: s
             kwargs["type"] = _parser_for(tp)
             if typing.get_origin(tp) is typing.Literal:
                 kwargs["choices"] = list(typing.get_args(tp))
-        group.add_argument(flag, help=f"{help_text} (default: {default})", **kwargs)
+        group.add_argument(flag, help=f"{help_text} (default: {default})".replace("%", "%%"), **kwargs)
 
 
 def settings_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
