@@ -55,3 +55,18 @@ def test_dqn_trains_a_decoupled_agent_and_refuses_a_mismatched_start(tmp_path):
     with pytest.raises(ValueError, match="'plain' convolutions"):
         train(DQNSettings(**{**settings.__dict__, "init_agent": str(tmp_path / "plain.safetensors"),
                              "out_dir": str(tmp_path / "b")}), progress=False)
+
+
+@pytest.mark.parametrize("arch", ["dncnn", "vdsr"])
+def test_cnn_baselines_with_decoupled_convolutions_round_trip(arch, tmp_path):
+    from toolchain_restore.baselines.cnn import BASELINE_ARCHITECTURES, load_baseline, save_baseline
+
+    torch.manual_seed(0)
+    model = BASELINE_ARCHITECTURES[arch](depth=5, channels=8, conv="seg_cos").eval()
+    assert len(decoupled_layers(model)) == 4  # all but the last layer, which outputs the residual
+    assert "seg_cos" in model.display_name
+    save_baseline(model, tmp_path / "b.safetensors")
+    loaded = load_baseline(tmp_path / "b.safetensors")
+    assert loaded.conv == "seg_cos"
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model(x))

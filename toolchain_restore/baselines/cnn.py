@@ -18,6 +18,7 @@ import os
 import torch
 from torch import nn
 
+from ..nn import conv2d
 from ..data.tensors import check_image_batch
 from ..serialization import WeightsError, load_weights, read_metadata, save_weights
 from ..tools.architectures import _start_near_identity
@@ -70,7 +71,7 @@ class _Baseline(nn.Module):
     arch: str = ""
     default_depth: int = 0
 
-    def __init__(self, depth: int | None, channels: int) -> None:
+    def __init__(self, depth: int | None, channels: int, conv: str = "plain") -> None:
         super().__init__()
         depth = self.default_depth if depth is None else depth
         if not isinstance(depth, int) or depth < 3:
@@ -79,12 +80,15 @@ class _Baseline(nn.Module):
             raise ValueError(f"channels must be a positive int, got {channels!r}")
         self.depth = depth
         self.channels = channels
+        self.conv = conv
         self.config: dict = {}
         """The config stored in the file it was loaded from (empty for a new network)."""
         c = channels
-        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, padding=1), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [conv2d(conv, 3, c, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
-            layers += self.hidden_layer(c)
+            layers += self.hidden_layer(c, conv)
+        # The last layer stays a plain convolution: it outputs a residual of any sign and size,
+        # which a bounded decoupled operator could not.
         layers.append(nn.Conv2d(c, 3, 3, padding=1))
         self.body = nn.Sequential(*layers)
         _kaiming_init(self)
@@ -93,8 +97,8 @@ class _Baseline(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     @staticmethod
-    def hidden_layer(channels: int) -> list[nn.Module]:
-        """One of the ``depth - 2`` middle layers."""
+    def hidden_layer(channels: int, conv: str) -> list[nn.Module]:
+        """One of the ``depth - 2`` middle layers, its convolution of kind ``conv``."""
         raise NotImplementedError
 
     sign: float = 1.0
@@ -111,7 +115,7 @@ class _Baseline(nn.Module):
         name = type(self).__name__
         if (self.depth, self.channels) != (self.default_depth, 64):
             name += f"-{self.depth}x{self.channels}"
-        return name
+        return name if self.conv == "plain" else f"{name} ({self.conv})"
 
     @property
     def macs_per_pixel(self) -> int:
@@ -133,7 +137,7 @@ class _Baseline(nn.Module):
 
     def arch_config(self) -> dict:
         """What :func:`load_baseline` needs to rebuild this network before loading weights."""
-        return {"arch": self.arch, "depth": self.depth, "channels": self.channels}
+        return {"arch": self.arch, "depth": self.depth, "channels": self.channels, "conv": self.conv}
 
 
 class DnCNN(_Baseline):
@@ -151,13 +155,14 @@ class DnCNN(_Baseline):
     default_depth = 17
     sign = -1.0  # DnCNN's body predicts the distortion
 
-    def __init__(self, depth: int | None = None, channels: int = 64) -> None:
-        super().__init__(depth, channels)
+    def __init__(self, depth: int | None = None, channels: int = 64, conv: str = "plain") -> None:
+        super().__init__(depth, channels, conv)
 
     @staticmethod
-    def hidden_layer(channels: int) -> list[nn.Module]:
+    def hidden_layer(channels: int, conv: str) -> list[nn.Module]:
         # The bias of a convolution followed by BatchNorm is cancelled by BN's mean.
-        return [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        return [conv2d(conv, channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True)]
 
 
 class VDSR(_Baseline):
@@ -174,12 +179,12 @@ class VDSR(_Baseline):
     arch = "vdsr"
     default_depth = 20
 
-    def __init__(self, depth: int | None = None, channels: int = 64) -> None:
-        super().__init__(depth, channels)
+    def __init__(self, depth: int | None = None, channels: int = 64, conv: str = "plain") -> None:
+        super().__init__(depth, channels, conv)
 
     @staticmethod
-    def hidden_layer(channels: int) -> list[nn.Module]:
-        return [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
+    def hidden_layer(channels: int, conv: str) -> list[nn.Module]:
+        return [conv2d(conv, channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
 
 
 BASELINE_ARCHITECTURES: dict[str, type[_Baseline]] = {"dncnn": DnCNN, "vdsr": VDSR}
@@ -210,7 +215,8 @@ def load_baseline(path: str | os.PathLike, map_location: str | torch.device = "c
     if arch not in BASELINE_ARCHITECTURES:
         raise WeightsError(f"{path}: unknown baseline architecture {arch!r}; expected one of {sorted(BASELINE_ARCHITECTURES)}")
     try:
-        model = BASELINE_ARCHITECTURES[arch](depth=config.get("depth"), channels=config.get("channels", 64))
+        model = BASELINE_ARCHITECTURES[arch](depth=config.get("depth"), channels=config.get("channels", 64),
+                                             conv=config.get("conv", "plain"))
     except (TypeError, ValueError) as err:
         raise WeightsError(f"{path}: corrupt baseline config {config} ({err})") from err
     load_weights(model, path, BASELINE_KIND)

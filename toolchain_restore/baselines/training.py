@@ -40,6 +40,8 @@ class CNNBaselineSettings:
     """Conv layers; None = the paper's (17 for dncnn, 20 for vdsr). Fewer makes a small variant like VDSR-s."""
     channels: int = 64
     """Channels of the hidden layers (64 in the paper)."""
+    conv: str = "plain"
+    """Convolutions of all but the last layer: 'plain' or DCNet decoupled, e.g. 'tanh_cos'."""
     level: Literal["mild", "moderate", "severe"] = "moderate"
     """Severity band of the training patches: moderate, as the agent and the paper."""
     data: str | None = None
@@ -98,7 +100,8 @@ class CNNBaselineTask:
                 if self.model.arch != settings.arch:
                     raise ValueError(f"--init {settings.init} is a {self.model.arch}, but arch is {settings.arch}")
             else:
-                self.model = BASELINE_ARCHITECTURES[settings.arch](depth=settings.depth, channels=settings.channels)
+                self.model = BASELINE_ARCHITECTURES[settings.arch](depth=settings.depth, channels=settings.channels,
+                                                                  conv=settings.conv)
         # The env's cached sampler: the same images and the same decoded-image cache.
         self.sampler = make_sampler(settings.data, "train", settings.patch_size)
         self._test_sets: dict[str, TestSet] | None = None
