@@ -13,8 +13,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-__all__ = ["WeightsError", "save_weights", "load_weights", "load_model", "read_metadata", "atomic_write",
-           "shipped_weights"]
+__all__ = ["WeightsError", "save_weights", "load_weights", "load_model", "read_settings", "read_metadata",
+           "atomic_write", "shipped_weights"]
 
 
 class WeightsError(ValueError):
@@ -138,3 +138,31 @@ def load_model(path: str | os.PathLike, kind: str, build: Callable[[dict], M], w
         raise WeightsError(f"{path}: the config does not describe a {what} ({err!r})") from err
     load_weights(model, path, kind)
     return model, config
+
+
+S = TypeVar("S")
+
+
+def read_settings(path: str | os.PathLike, kind: str, settings_class: type[S], architecture: tuple[str, ...],
+                  expect: S | None = None, what: str = "model") -> tuple[S, dict]:
+    """The settings dataclass a model file was saved with (its config's ``settings``) and the
+    config; with ``expect``, every ``architecture`` field whose value differs from the file's
+    is named in one error (loading weights trained with other options).
+
+    Raises:
+        WeightsError: missing or corrupt file, another kind, no settings of ``settings_class``,
+            or architecture fields unlike ``expect``'s.
+    """
+    file_kind, config = read_metadata(path)
+    if file_kind != kind:
+        raise WeightsError(f"{path}: holds weights of kind {file_kind or 'unknown'!r}, expected {kind!r}")
+    try:
+        settings = settings_class(**config["settings"])
+    except (KeyError, TypeError) as err:
+        raise WeightsError(f"{path}: the config does not describe a {what} ({err})") from err
+    if expect is not None:
+        differ = [f"{k}: file {getattr(settings, k)!r}, asked {getattr(expect, k)!r}" for k in architecture
+                  if getattr(expect, k) is not None and getattr(settings, k) != getattr(expect, k)]
+        if differ:
+            raise WeightsError(f"{path}: the weights were trained with other options: " + "; ".join(differ))
+    return settings, config

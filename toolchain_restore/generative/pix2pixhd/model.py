@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ...serialization import WeightsError, load_weights, read_metadata, save_weights
+from ...serialization import load_weights, read_settings, save_weights
 from .maps import instance_boundaries, one_hot_labels
 from .networks import (FeatureEncoder, MultiscaleDiscriminator, Pix2PixHDGenerator, UNetGenerator,
                        image_size_multiple)
@@ -208,18 +208,8 @@ def load_pix2pixhd(path: str | os.PathLike, map_location: str | torch.device = "
         WeightsError: missing or corrupt file, another kind, settings that do not match ``expect``,
             or tensors that do not fit.
     """
-    kind, config = read_metadata(path)
-    if kind != PIX2PIXHD_KIND:
-        raise WeightsError(f"{path}: holds weights of kind {kind or 'unknown'!r}, expected {PIX2PIXHD_KIND!r}")
-    try:
-        settings = Pix2PixHDSettings(**config["settings"])
-    except (KeyError, TypeError) as err:
-        raise WeightsError(f"{path}: the config does not describe a pix2pixHD model ({err})") from err
-    if expect is not None:
-        differ = [f"{k}: file {getattr(settings, k)!r}, asked {getattr(expect, k)!r}" for k in _ARCHITECTURE_FIELDS
-                  if getattr(expect, k) is not None and getattr(settings, k) != getattr(expect, k)]
-        if differ:
-            raise WeightsError(f"{path}: the weights were trained with other options: " + "; ".join(differ))
+    settings, config = read_settings(path, PIX2PIXHD_KIND, Pix2PixHDSettings, _ARCHITECTURE_FIELDS, expect,
+                                     "pix2pixHD model")
     model = Pix2PixHD(settings, config.get("stage", "enhancer"))
     target = nn.Module()
     target.generator = model.generator

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...serialization import WeightsError, load_weights, read_metadata, save_weights
+from ...serialization import load_weights, read_settings, save_weights
 from ..pix2pixhd.networks import MultiscaleDiscriminator, UNetGenerator
 from .pose import JOINT_COUNT, PART_COUNT, limb_log_prior, part_transforms, pose_heatmaps, warp_parts
 
@@ -187,18 +187,8 @@ def load_posewarp(path: str | os.PathLike, map_location: str | torch.device = "c
     Raises:
         WeightsError: missing or corrupt file, another kind, settings unlike ``expect``, tensors that do not fit.
     """
-    kind, config = read_metadata(path)
-    if kind != POSEWARP_KIND:
-        raise WeightsError(f"{path}: holds weights of kind {kind or 'unknown'!r}, expected {POSEWARP_KIND!r}")
-    try:
-        settings = PoseWarpSettings(**config["settings"])
-    except (KeyError, TypeError) as err:
-        raise WeightsError(f"{path}: the config does not describe a PoseWarp model ({err})") from err
-    if expect is not None:
-        differ = [f"{k}: file {getattr(settings, k)!r}, asked {getattr(expect, k)!r}" for k in _ARCHITECTURE_FIELDS
-                  if getattr(settings, k) != getattr(expect, k)]
-        if differ:
-            raise WeightsError(f"{path}: the weights were trained with other options: " + "; ".join(differ))
+    settings, config = read_settings(path, POSEWARP_KIND, PoseWarpSettings, _ARCHITECTURE_FIELDS, expect,
+                                     "PoseWarp model")
     with_d = bool(config.get("discriminator", False))
     model = PoseWarp(settings, discriminator=with_d)
     target = model.generators()
