@@ -15,7 +15,7 @@ from .maps import instance_boundaries, one_hot_labels
 from .networks import (FeatureEncoder, MultiscaleDiscriminator, Pix2PixHDGenerator, UNetGenerator,
                        image_size_multiple)
 
-__all__ = ["Pix2PixHDSettings", "Pix2PixHD", "save_pix2pixhd", "load_pix2pixhd", "PIX2PIXHD_KIND", "preset"]
+__all__ = ["Pix2PixHDSettings", "Pix2PixHD", "size_multiple", "save_pix2pixhd", "load_pix2pixhd", "PIX2PIXHD_KIND", "preset"]
 
 PIX2PIXHD_KIND = "toolchain-restore/pix2pixhd"
 
@@ -119,6 +119,15 @@ _ARCHITECTURE_FIELDS = ("generator", "unet_depth", "label_count", "instances", "
                         "n_layers_d", "num_d")
 
 
+def size_multiple(settings: Pix2PixHDSettings, stage: str = "enhancer") -> int:
+    """What the height and width of a layout must be multiples of, for a model of these
+    settings at ``stage``: 2^(downsamplings) of the generator, and of the encoder if any."""
+    s = settings
+    multiple = (2**s.unet_depth if s.generator == "unet"
+                else image_size_multiple(s.n_downsample_global, s.enhancers_at(stage)))
+    return max(multiple, 2**s.n_downsample_encoder) if s.features else multiple
+
+
 class Pix2PixHD(nn.Module):
     """Generator, discriminators and (with ``features``) the encoder of one stage.
 
@@ -150,10 +159,7 @@ class Pix2PixHD(nn.Module):
     @property
     def size_multiple(self) -> int:
         """Height and width of an input must be multiples of this."""
-        s = self.settings
-        multiple = (2**s.unet_depth if s.generator == "unet"
-                    else image_size_multiple(s.n_downsample_global, s.enhancers_at(self.stage)))
-        return max(multiple, 2**s.n_downsample_encoder) if s.features else multiple
+        return size_multiple(self.settings, self.stage)
 
     def condition(self, label: torch.Tensor, instance: torch.Tensor) -> torch.Tensor:
         """[one-hot labels, boundary map]: what the discriminators see beside the image."""

@@ -26,7 +26,7 @@ from ...training import Trainer, TrainerSettings, step_rng
 from ..datasets import label_count_of, resize_maps, sample_batch, synthesis_set, to_model_image
 from ..losses import VGGLoss, feature_matching_loss, load_vgg19, lsgan_loss
 from ..scenes import colorize_labels
-from .model import Pix2PixHD, Pix2PixHDSettings, save_pix2pixhd
+from .model import Pix2PixHD, Pix2PixHDSettings, save_pix2pixhd, size_multiple
 
 __all__ = ["Pix2PixHDTask", "train_pix2pixhd", "synthesis_metrics", "trainer_defaults"]
 
@@ -74,7 +74,7 @@ class Pix2PixHDTask:
             if init.encoder is not None and self.model.encoder is not None:
                 self.model.encoder.load_state_dict(init.encoder.state_dict())
         # Folders are padded to the finest level's multiple; the global stage then halves them.
-        pad_to = Pix2PixHD(replace(settings, n_blocks_global=0), "enhancer").size_multiple if settings.pad else 1
+        pad_to = size_multiple(settings) if settings.pad else 1
         self.train = synthesis_set(settings.data, "train", settings.label_count, settings.train_scenes,
                                    settings.height, settings.width, pad_to)
         self.test = synthesis_set(settings.data, "test", settings.label_count, settings.test_scenes,
