@@ -114,11 +114,14 @@ def _pix2pixhd_test(args: argparse.Namespace) -> int:
         images.append(image)
     have_real = all(samples[k].image is not None for k in range(len(samples)))
     if have_real:
+        from ..segmentation import load_segmenter
+        from ...serialization import shipped_weights
+
         segmenter = None
         if args.segmenter:
-            from ..segmentation import load_segmenter
-
             segmenter = load_segmenter(args.segmenter)
+        elif (args.data or s.data) == "procedural":
+            segmenter = load_segmenter(shipped_weights("segmenter.safetensors"))
         metrics = evaluate_synthesis(images, [samples[k] for k in range(len(samples))], segmenter)
         print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {len(images)} images to {out}")
@@ -155,7 +158,7 @@ def add_pix2pixhd_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--output", required=True, help="where to write the small file")
     v.set_defaults(func=_pix2pixhd_export)
     for name, func, text in (("test", _pix2pixhd_test, "synthesise the held-out layouts, write them, report L1 / PSNR "
-                              "(and segmentation agreement with --segmenter)"),
+                              "and segmentation agreement (procedural scenes: with the shipped segmenter)"),
                              ("sample", _pix2pixhd_sample, "several outputs for one layout (default: a procedural "
                               "test scene with the shipped model), as one picture"),
                              ("encode-features", _pix2pixhd_encode_features, "encode every training instance and "
@@ -175,7 +178,8 @@ def add_pix2pixhd_parser(sub: argparse._SubParsersAction) -> None:
             v.add_argument("--clusters", default=None, help="feature clusters of --weights (from encode-features)")
         if name == "test":
             v.add_argument("--scenes", type=int, default=16, help="procedural held-out scenes")
-            v.add_argument("--segmenter", default=None, help="segmentation network for the agreement scores")
+            v.add_argument("--segmenter", default=None, help="segmentation network for the agreement scores "
+                                                             "(default for procedural scenes: the shipped one)")
             v.add_argument("--output", default="runs/pix2pixhd/test", help="folder for the synthesised images")
         if name == "sample":
             v.add_argument("--layout", default=None, help="label map PNG (integer labels); default: a procedural test scene")
