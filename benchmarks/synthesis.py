@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks import Section, resolve_device, run_alone
 
-FULL = {"height": 128, "width": 256, "train_scenes": 400, "test_scenes": 48, "iterations": 3000,
+FULL = {"height": 128, "width": 256, "train_scenes": 400, "test_scenes": 48, "iterations": 2000,
         "segmenter_iterations": 0, "variants": ["global", "global+enhancer", "global+enhancer-fm", "pix2pix"]}
 QUICK = {"height": 64, "width": 128, "train_scenes": 24, "test_scenes": 4, "iterations": 8,
          "segmenter_iterations": 10, "variants": ["global", "global+enhancer", "global+enhancer-fm", "pix2pix"]}
