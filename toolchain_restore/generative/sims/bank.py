@@ -372,33 +372,44 @@ class MemoryBank:
             BankError: a query class the bank has no segment of, or thumbnails of another size.
         """
         nq = len(query)
+        sizes = np.tile(np.array(query.size, np.int64), (nq, 1))
+        return self.retrieve_arrays(query.labels, query.shapes, query.context, query.boxes, sizes, k, weights,
+                                    exclude_sources)
+
+    def retrieve_arrays(self, labels: np.ndarray, shapes: np.ndarray, context: np.ndarray, boxes: np.ndarray,
+                        sizes: np.ndarray, k: int = 10, weights: tuple[float, float, float] = (1.0, 0.5, 0.5),
+                        exclude_sources=None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`retrieve` for queries given as arrays (of several layouts at once: ``sizes``
+        is nq x 2, each query's layout height and width)."""
+        nq = len(labels)
         indices = np.full((nq, k), -1, np.int64)
         scores = np.full((nq, k), -np.inf, np.float32)
         if nq == 0:
             return indices, scores
-        if query.shapes.shape[1:] != self.shapes.shape[1:] or query.context.shape[1:] != self.context.shape[1:]:
-            raise BankError(f"query thumbnails {query.shapes.shape[1:]}/{query.context.shape[1:]} do not fit the "
+        if shapes.shape[1:] != self.shapes.shape[1:] or context.shape[1:] != self.context.shape[1:]:
+            raise BankError(f"query thumbnails {shapes.shape[1:]}/{context.shape[1:]} do not fit the "
                             f"bank's {self.shapes.shape[1:]}/{self.context.shape[1:]}")
         present = set(np.unique(self.labels).tolist())
-        missing = sorted(set(query.labels.tolist()) - present)
+        missing = sorted(set(np.asarray(labels).tolist()) - present)
         if missing:
             raise BankError(f"the memory bank has no segment of class(es) {missing} (it has {sorted(present)}); "
                             "build it from data that shows them, or leave retrieval off")
         exclude = (np.full(nq, -1, np.int64) if exclude_sources is None
                    else np.asarray(exclude_sources, np.int64).reshape(nq))
-        q_sizes = np.tile(np.array(query.size, np.float64), (nq, 1))
-        for cls in np.unique(query.labels):
-            rows = np.flatnonzero(query.labels == cls)
+        bank_sizes = self.sizes[self.source_of].astype(np.float64)
+        for cls in np.unique(labels):
+            rows = np.flatnonzero(labels == cls)
             cand = np.flatnonzero(self.labels == cls)
-            score = _score_matrix(query.shapes[rows], query.context[rows], query.boxes[rows].astype(np.float64),
-                                  q_sizes[rows], self.shapes[cand], self.context[cand],
-                                  self.boxes[cand].astype(np.float64), self.sizes[self.source_of[cand]].astype(np.float64),
-                                  self.label_count, weights)
-            score[self.source_of[cand][None, :] == exclude[rows][:, None]] = -np.inf
-            take = min(k, len(cand))
-            order = np.argsort(-score, axis=1, kind="stable")[:, :take]
-            top = np.take_along_axis(score, order, axis=1)
-            found = np.isfinite(top)
-            indices[rows, :take] = np.where(found, cand[order], -1)
-            scores[rows, :take] = top
+            for lo in range(0, len(rows), 2048):
+                part = rows[lo:lo + 2048]
+                score = _score_matrix(shapes[part], context[part], boxes[part].astype(np.float64),
+                                      sizes[part].astype(np.float64), self.shapes[cand], self.context[cand],
+                                      self.boxes[cand].astype(np.float64), bank_sizes[cand], self.label_count, weights)
+                score[self.source_of[cand][None, :] == exclude[part][:, None]] = -np.inf
+                take = min(k, len(cand))
+                order = np.argsort(-score, axis=1, kind="stable")[:, :take]
+                top = np.take_along_axis(score, order, axis=1)
+                found = np.isfinite(top)
+                indices[part, :take] = np.where(found, cand[order], -1)
+                scores[part, :take] = top
         return indices, scores

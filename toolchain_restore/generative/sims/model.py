@@ -83,11 +83,11 @@ class SimsSettings:
     """Training canvases: largest random rotation, degrees."""
     max_shift: float = 0.08
     """Training canvases: largest random translation, fraction of the segment's box."""
-    ngf: int = 24
+    ngf: int = 16
     """Channels of the synthesis network's finest level."""
     levels: int = 4
     """Stride-2 levels of the synthesis network (sizes must be multiples of 2^levels)."""
-    max_channels: int = 192
+    max_channels: int = 128
     """Cap on the synthesis network's channels."""
     lambda_l1: float = 1.0
     """Weight of the L1 loss to the real image."""
