@@ -149,7 +149,7 @@ def add_sims_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--output", default=None, help="where to write the model (default: OUT_DIR/sims.safetensors)")
     add_settings_arguments(v, SimsSettings, only_given=True)
     add_settings_arguments(v, TrainerSettings)
-    v.set_defaults(func=_train, out_dir="runs/sims", lr=2e-4, schedule="cosine")
+    v.set_defaults(func=_train, out_dir="runs/sims", lr=5e-4, schedule="cosine")
 
     for name, func, text in (("synthesize", _synthesize, "one layout (default: a procedural test scene) through the "
                               "whole pipeline; writes layout | canvas | output (| real) as one picture"),

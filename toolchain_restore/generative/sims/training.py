@@ -36,8 +36,8 @@ __all__ = ["SimsTask", "train_sims", "trainer_defaults", "ordering_accuracy"]
 
 
 def trainer_defaults(**changes) -> TrainerSettings:
-    """Adam lr 2e-4 (beta1 0.9), cosine decay; out_dir runs/sims."""
-    base = dict(lr=2e-4, beta1=0.9, schedule="cosine", out_dir="runs/sims")
+    """Adam lr 5e-4 (beta1 0.9), cosine decay; out_dir runs/sims."""
+    base = dict(lr=5e-4, beta1=0.9, schedule="cosine", out_dir="runs/sims")
     base.update(changes)
     return TrainerSettings(**base)
 
