@@ -176,7 +176,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_alone(run, __doc__, QUICK, FULL, argv, overrides=("iterations",))
+    run_alone(run, __doc__, QUICK, FULL, argv, overrides=("iterations", "variants"))
 
 if __name__ == "__main__":
     main()
