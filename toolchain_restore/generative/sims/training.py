@@ -32,7 +32,7 @@ from .losses import ClassMaskedVGGLoss, alignment_loss, gradient_loss
 from .model import Sims, SimsSettings, save_sims
 from .ordering import overlapping_pairs, pair_features, true_pairs
 
-__all__ = ["SimsTask", "train_sims", "trainer_defaults", "ordering_accuracy"]
+__all__ = ["SimsTask", "train_sims", "trainer_defaults", "ordering_accuracy", "export_checkpoint"]
 
 
 def trainer_defaults(**changes) -> TrainerSettings:
@@ -263,3 +263,16 @@ def train_sims(settings: SimsSettings, trainer: TrainerSettings, output: str | o
         save_sims(task.model.cpu(), Path(output) if output else Path(trainer.out_dir) / "sims.safetensors",
                   iterations=trainer.iterations, metrics=metrics)
     return metrics
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, settings: SimsSettings, output: str | os.PathLike,
+                      half: bool = True) -> int:
+    """Write the networks of a (possibly still running) training's checkpoint as a weights
+    file; returns the checkpoint's step. ``settings`` are the run's (label_count filled in
+    from the data when None)."""
+    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = Sims(settings)
+    model.load_state_dict(state["model"])
+    save_sims(model, output, half=half, iterations=int(state["step"]), checkpoint=str(checkpoint))
+    return int(state["step"])
