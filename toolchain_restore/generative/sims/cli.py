@@ -57,6 +57,8 @@ def _model_and_bank(args: argparse.Namespace):
         model = load_sims(args.weights, device)
     if args.bank is not None:
         bank = MemoryBank.open(args.bank)
+    elif model.settings.retrieval and model.settings.bank and args.weights is not None:
+        bank = MemoryBank.open(model.settings.bank)  # the bank it was trained with
     elif model.settings.retrieval:
         _, bank = load_shipped(device)
     else:
@@ -157,7 +159,8 @@ def add_sims_parser(sub: argparse._SubParsersAction) -> None:
                               "segmentation agreement with --segmenter)")):
         v = verbs.add_parser(name, help=text)
         v.add_argument("--weights", default=None, help="model file (default: the shipped one)")
-        v.add_argument("--bank", default=None, help="memory bank folder (default: the shipped one)")
+        v.add_argument("--bank", default=None, help="memory bank folder (default: the one --weights was trained "
+                                                    "with, else the shipped one)")
         v.add_argument("--device", default="auto", help="auto (cpu), cpu or cuda")
         v.set_defaults(func=func)
         if name == "synthesize":
