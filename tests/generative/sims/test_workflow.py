@@ -46,6 +46,10 @@ def test_build_bank_train_resume_synthesize_round_trip(trained, tmp_path):
     assert main(["synthesize", "--weights", str(out / "run" / "sims.safetensors"), "--bank", str(out / "bank"),
                  "--output", str(picture)]) == 0
     assert Image.open(picture).size == (4 * 128 + 3 * 4, 64)  # layout | canvas | output | real
+    for alignment in ("stn", "box"):
+        assert main(["test", "--weights", str(out / "run" / "sims.safetensors"), "--scenes", "2", "--alignment",
+                     alignment, "--output", str(tmp_path / alignment)]) == 0  # the bank it was trained with
+        assert len(list((tmp_path / alignment).glob("*.png"))) == 2
 
 
 def test_synthesize_a_layout_file(trained, tmp_path):

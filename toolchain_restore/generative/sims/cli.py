@@ -105,6 +105,8 @@ def _test(args: argparse.Namespace) -> int:
     from .sampling import evaluate_sims
 
     model, bank = _model_and_bank(args)
+    if args.alignment is not None:
+        model.settings.alignment = args.alignment
     s = model.settings
     samples = synthesis_set(args.data or s.data, "test", s.label_count, args.scenes, s.height, s.width,
                             model.size_multiple)
@@ -173,6 +175,8 @@ def add_sims_parser(sub: argparse._SubParsersAction) -> None:
             v.add_argument("--data", default=None, help="'procedural' or a folder (default: the model's)")
             v.add_argument("--scenes", type=int, default=16, help="procedural held-out layouts")
             v.add_argument("--segmenter", default=None, help="segmentation network for the agreement scores")
+            v.add_argument("--alignment", choices=["stn", "box"], default=None,
+                           help="override the model's alignment (box: the box-fit fallback)")
             v.add_argument("--output", default="runs/sims/test", help="folder for the synthesised images")
 
 

@@ -187,8 +187,23 @@ def write_sheet(path: str | os.PathLike, label: np.ndarray, canvas: np.ndarray |
 
 def evaluate_sims(model: Sims, bank: MemoryBank | None, samples: Sequence, segmenter=None,
                   device: str | torch.device = "cpu") -> tuple[dict[str, float], list[np.ndarray]]:
-    """pix2pixHD's measures (L1, PSNR, segmentation agreement) on held-out samples; returns them and the images."""
+    """pix2pixHD's measures (L1, PSNR, segmentation agreement) on held-out samples and, with
+    retrieval, the canvases' coverage (share of pixels pasted) and their L1 to the real image
+    where pasted (both on [0, 1]); returns them and the images."""
     from ..pix2pixhd.sampling import evaluate_synthesis
 
-    images = [synthesize(model, bank, s.label, s.instance, device) for s in samples]
-    return evaluate_synthesis(images, list(samples), segmenter), images
+    images, coverage, canvas_l1 = [], [], []
+    for s in samples:
+        image, result = synthesize(model, bank, s.label, s.instance, device, return_canvas=True)
+        images.append(image)
+        if result is not None and s.image is not None:
+            coverage.append(float(result.mask.mean()))
+            if result.mask.any():
+                diff = np.abs(result.canvas.astype(np.float32) - np.asarray(s.image, np.float32)) / 255
+                canvas_l1.append(float(diff[result.mask].mean()))
+    metrics = evaluate_synthesis(images, list(samples), segmenter)
+    if coverage:
+        metrics["canvas_coverage"] = float(np.mean(coverage))
+    if canvas_l1:
+        metrics["canvas_l1"] = float(np.mean(canvas_l1))
+    return metrics, images
