@@ -9,10 +9,10 @@ from .model import SIMS_KIND, Sims, SimsSettings, load_sims, preset, save_sims
 from .networks import AlignmentNet, OrderingNet, SynthesisNet, warp
 from .ordering import overlapping_pairs, paste_order, true_pairs
 from .sampling import CanvasResult, build_canvas, evaluate_sims, load_shipped, synthesize
-from .training import SimsTask, ordering_accuracy, train_sims, trainer_defaults
+from .training import SimsTask, export_checkpoint, ordering_accuracy, ordering_pairs, train_sims, trainer_defaults
 
 __all__ = ["BankError", "MemoryBank", "Segment", "Segments", "describe_segments", "CanvasSimulation",
            "compose_canvas", "place_segment", "simulate_canvas", "SIMS_KIND", "Sims", "SimsSettings", "load_sims",
            "preset", "save_sims", "AlignmentNet", "OrderingNet", "SynthesisNet", "warp", "overlapping_pairs",
            "paste_order", "true_pairs", "CanvasResult", "build_canvas", "evaluate_sims", "load_shipped", "synthesize",
-           "SimsTask", "ordering_accuracy", "train_sims", "trainer_defaults"]
+           "SimsTask", "export_checkpoint", "ordering_accuracy", "ordering_pairs", "train_sims", "trainer_defaults"]

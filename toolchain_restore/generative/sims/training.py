@@ -32,7 +32,7 @@ from .losses import ClassMaskedVGGLoss, alignment_loss, gradient_loss
 from .model import Sims, SimsSettings, save_sims
 from .ordering import overlapping_pairs, pair_features, true_pairs
 
-__all__ = ["SimsTask", "train_sims", "trainer_defaults", "ordering_accuracy", "export_checkpoint"]
+__all__ = ["SimsTask", "train_sims", "trainer_defaults", "ordering_accuracy", "ordering_pairs", "export_checkpoint"]
 
 
 def trainer_defaults(**changes) -> TrainerSettings:
@@ -76,6 +76,13 @@ class _Split:
         if not parts:
             return None
         return tuple(torch.cat([p[k] for p in parts]) for k in range(4))
+
+
+def ordering_pairs(settings: SimsSettings, split: str = "test", count: int = 64):
+    """Every overlapping thing pair with its true order in ``count`` procedural scenes of
+    ``split``: (masks, classes, boxes, targets), or None when there is none."""
+    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+    return _Split(settings, split, count, 1).pairs(settings.shape_size)
 
 
 def ordering_accuracy(model: Sims, pairs) -> float:
