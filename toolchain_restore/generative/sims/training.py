@@ -3,7 +3,8 @@ own batch and loss, summed (their parameters are disjoint, so each gets its own 
 
 - Synthesis network: a training layout with a *simulated* canvas (the reference's
   recipe: partners are the best same-class segments of other images in the memory bank;
-  see :func:`canvas.simulate_canvas`); L1 + multi-scale gradient loss + semantic
+  see :func:`canvas.simulate_canvas`), a fresh random one each time a layout is drawn
+  (the reference precomputes several per image); L1 + multi-scale gradient loss + semantic
   cross-entropy, and the class-masked VGG loss given VGG-19 weights.
 - Alignment network: (query segment, bank segment) pairs in the query's frame; half are
   the retrieved partner from another image, half the query's own segment moved by a
