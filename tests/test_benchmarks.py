@@ -106,7 +106,12 @@ def check_synthesis(section: Section) -> None:
         cells = table_row(section.text, _synthesis_row(name))
         assert float(cells[1]) == pytest.approx(r["l1"], abs=5e-5)
         assert float(cells[4]) == pytest.approx(r["pixel_accuracy"], abs=5e-4)
+        if len(cells) > 8:  # the detail column (SIMS's claim)
+            assert float(cells[8]) == pytest.approx(r["detail"], abs=5e-4) and r["detail"] >= 0
     assert 0 <= section.raw["real"]["pixel_accuracy"] <= 1
+    if {"sims", "sims-no-retrieval"} <= set(results):
+        claim = section.raw["sims_claim"]
+        assert claim in section.text and (" held here" in claim) != (" did not hold here" in claim)
 
 
 def _synthesis_row(name: str) -> str:
@@ -127,7 +132,7 @@ CHECKS = {
                             "train_patches": 96, "test_patches": 48, "attack_patches": 24, "agent_steps": 60,
                             "agent_eval_patches": 4}),
     "synthesis": (check_synthesis, {"iterations": 2, "segmenter_iterations": 2, "train_scenes": 4, "test_scenes": 2,
-                                    "variants": ["global+enhancer", "pix2pix"]}),
+                                    "variants": ["global+enhancer", "pix2pix", "sims", "sims-no-retrieval"]}),
 }
 
 

@@ -326,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .generative.pix2pixhd.cli import add_pix2pixhd_parser
     from .generative.posewarp.cli import add_posewarp_parser
+    from .generative.sims.cli import add_sims_parser
 
     add_pix2pixhd_parser(sub)
     add_posewarp_parser(sub)
+    add_sims_parser(sub)
 
     p = sub.add_parser("evaluate-tools", help="PSNR gain of every tool on every tool's band (held-out patches)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
