@@ -75,3 +75,12 @@ def settings_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "",
     values = {f.name: getattr(args, prefix.replace("-", "_") + f.name) for f in dataclasses.fields(cls)}
     values.update(overrides)
     return cls(**values)
+
+
+def with_changes(base: T, changes: dict[str, Any], what: str) -> T:
+    """A copy of the settings dataclass ``base`` with ``changes``; a ValueError naming any
+    field the ``what`` settings do not have (a preset's overrides)."""
+    unknown = set(changes) - {f.name for f in dataclasses.fields(base)}
+    if unknown:
+        raise ValueError(f"unknown {what} settings {sorted(unknown)}")
+    return dataclasses.replace(base, **changes)

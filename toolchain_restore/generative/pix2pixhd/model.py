@@ -4,12 +4,13 @@ instance-feature encoder), its settings, and its weight files."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
+from ...config import with_changes
 from ...serialization import load_weights, read_settings, save_weights
 from .maps import instance_boundaries, one_hot_labels
 from .networks import (FeatureEncoder, MultiscaleDiscriminator, Pix2PixHDGenerator, UNetGenerator,
@@ -107,10 +108,7 @@ def preset(name: Literal["cpu", "paper", "pix2pix"], **changes) -> Pix2PixHDSett
                                  instances=False, feature_matching=False, lambda_l1=100.0)
     else:
         raise ValueError(f"unknown preset {name!r}; expected 'cpu', 'paper' or 'pix2pix'")
-    unknown = set(changes) - {f.name for f in fields(Pix2PixHDSettings)}
-    if unknown:
-        raise ValueError(f"unknown pix2pixHD settings {sorted(unknown)}")
-    return Pix2PixHDSettings(**{**asdict(base), **changes})
+    return with_changes(base, changes, "pix2pixHD")
 
 
 # The settings that decide the shapes of the weights; a file records them and loading checks them.

@@ -10,13 +10,14 @@ dropout; the segmentation and foreground heads take its raw last layer.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from ...config import with_changes
 from ...serialization import load_weights, read_settings, save_weights
 from ..pix2pixhd.networks import MultiscaleDiscriminator, UNetGenerator
 from .pose import JOINT_COUNT, PART_COUNT, limb_log_prior, part_transforms, pose_heatmaps, warp_parts
@@ -80,10 +81,7 @@ def preset(name: Literal["cpu", "paper"], **changes) -> PoseWarpSettings:
         base = PoseWarpSettings(size=128, ngf=12, depth=5, ndf=16, train_videos=400)
     else:
         raise ValueError(f"unknown preset {name!r}; expected 'cpu' or 'paper'")
-    unknown = set(changes) - {f.name for f in fields(PoseWarpSettings)}
-    if unknown:
-        raise ValueError(f"unknown PoseWarp settings {sorted(unknown)}")
-    return PoseWarpSettings(**{**asdict(base), **changes})
+    return with_changes(base, changes, "PoseWarp")
 
 
 _ARCHITECTURE_FIELDS = ("architecture", "ngf", "depth", "size")

@@ -4,14 +4,15 @@ settings, and its weight files."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...serialization import WeightsError, load_weights, read_metadata, save_weights
+from ...config import with_changes
+from ...serialization import load_weights, read_settings, save_weights
 from .networks import AlignmentNet, OrderingNet, SynthesisNet
 
 __all__ = ["SimsSettings", "Sims", "save_sims", "load_sims", "SIMS_KIND", "preset"]
@@ -132,10 +133,7 @@ def preset(name: Literal["cpu", "paper"], **changes) -> SimsSettings:
                             align_width=32, order_width=32, batch_size=1, min_area=64, lambda_semantic=10.0)
     else:
         raise ValueError(f"unknown preset {name!r}; expected 'cpu' or 'paper'")
-    unknown = set(changes) - {f.name for f in fields(SimsSettings)}
-    if unknown:
-        raise ValueError(f"unknown SIMS settings {sorted(unknown)}")
-    return SimsSettings(**{**asdict(base), **changes})
+    return with_changes(base, changes, "SIMS")
 
 
 # The settings that decide the shapes of the weights; a file records them and loading checks them.
@@ -194,18 +192,7 @@ def load_sims(path: str | os.PathLike, map_location: str | torch.device = "cpu",
         WeightsError: missing or corrupt file, another kind, architecture settings that differ from
             ``expect`` (each named), or tensors that do not fit.
     """
-    kind, config = read_metadata(path)
-    if kind != SIMS_KIND:
-        raise WeightsError(f"{path}: holds weights of kind {kind or 'unknown'!r}, expected {SIMS_KIND!r}")
-    try:
-        settings = SimsSettings(**config["settings"])
-    except (KeyError, TypeError) as err:
-        raise WeightsError(f"{path}: the config does not describe a SIMS model ({err})") from err
-    if expect is not None:
-        differ = [f"{k}: file {getattr(settings, k)!r}, asked {getattr(expect, k)!r}" for k in ARCHITECTURE_FIELDS
-                  if getattr(expect, k) is not None and getattr(settings, k) != getattr(expect, k)]
-        if differ:
-            raise WeightsError(f"{path}: the weights were trained with other options: " + "; ".join(differ))
+    settings, _ = read_settings(path, SIMS_KIND, SimsSettings, ARCHITECTURE_FIELDS, expect, "SIMS model")
     model = Sims(settings)
     load_weights(model, path, SIMS_KIND)
     return model.to(map_location).eval()
