@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks import Section, machine, machine_slug, resolve_device
 
 BENCHMARKS = ("quality", "env_throughput", "tool_efficiency", "whole_image_latency", "data_pipeline", "agent_training",
-              "distributed", "dcnet", "synthesis")
+              "distributed", "dcnet", "synthesis", "posewarp")
 """Modules of this package, in report order; each has ``run(quick, device, figures) -> Section``."""
 
 
