@@ -11,7 +11,8 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-# Every benchmark, one report in benchmarks/results/ (about 80 minutes on a 2-core CPU, an hour of it DCNet).
+# Every benchmark, one report in benchmarks/results/ (hours on a 2-core CPU: DCNet alone took 103 minutes and
+# the four pix2pixHD / pix2pix models of `synthesis` 36; `python -m benchmarks --only NAME` runs one).
 benchmark: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
 
