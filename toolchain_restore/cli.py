@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import add_settings_arguments, settings_from_args
+from .config import add_settings_arguments, given_settings, settings_from_args
 
 __all__ = ["main"]
 
@@ -30,11 +30,9 @@ def _evaluate_tools(args: argparse.Namespace) -> int:
 
 
 def _train_agent(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from .agents.dqn import DQNSettings, preset, train
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DQNSettings) if hasattr(args, f.name)}
+    given = given_settings(DQNSettings, args)
     settings = preset(args.preset, **given)
     train(settings, progress=args.progress)
     print(f"wrote {settings.out_dir}/agent.safetensors (TensorBoard logs beside it)")

@@ -77,6 +77,12 @@ def settings_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "",
     return cls(**values)
 
 
+def given_settings(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``cls`` the user passed, from arguments added with ``only_given``
+    (what a preset should override)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+
+
 def with_changes(base: T, changes: dict[str, Any], what: str) -> T:
     """A copy of the settings dataclass ``base`` with ``changes``; a ValueError naming any
     field the ``what`` settings do not have (a preset's overrides)."""

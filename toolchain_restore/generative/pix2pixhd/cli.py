@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ...config import add_settings_arguments, settings_from_args
+from ...config import add_settings_arguments, given_settings, settings_from_args
 
 __all__ = ["add_pix2pixhd_parser"]
 
 
 def _pix2pixhd_settings(args: argparse.Namespace):
-    import dataclasses
-
     from . import Pix2PixHDSettings, preset
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Pix2PixHDSettings) if hasattr(args, f.name)}
+    given = given_settings(Pix2PixHDSettings, args)
     return preset(args.preset, **given)
 
 

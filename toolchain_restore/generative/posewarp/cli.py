@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-from ...config import add_settings_arguments, settings_from_args
+from ...config import add_settings_arguments, given_settings, settings_from_args
 from ...training import TrainerSettings
 from .model import PoseWarpSettings
 
@@ -21,7 +20,7 @@ __all__ = ["add_posewarp_parser"]
 def _settings(args: argparse.Namespace) -> PoseWarpSettings:
     from .model import preset
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PoseWarpSettings) if hasattr(args, f.name)}
+    given = given_settings(PoseWarpSettings, args)
     return preset(args.preset, **given)
 
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from ...config import add_settings_arguments, settings_from_args
+from ...config import add_settings_arguments, given_settings, settings_from_args
 
 __all__ = ["add_sims_parser"]
 
 
 def _sims_settings(args: argparse.Namespace):
-    import dataclasses
-
     from .model import SimsSettings, preset
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SimsSettings) if hasattr(args, f.name)}
+    given = given_settings(SimsSettings, args)
     return preset(args.preset, **given)
 
 
