@@ -38,7 +38,7 @@ def measure(patches: int, device: str) -> list[MethodResult]:
     agent = load_agent(device=device)
     joint = load_toolbox(device=device)
     separate = load_toolbox(shipped_weights(SEPARATE_TOOLBOX), device)
-    decision = agent.network.macs_per_step()
+    decision = agent.macs_per_decision()
     methods = [InputMethod(), PolicyMethod(BEFORE, agent, separate, decision), PolicyMethod(AFTER, agent, joint, decision),
                *build_methods(EvaluationSettings(methods=["fixed", "greedy", "baselines"], device=device), joint, device)]
     sets = [held_out_set(level, patches) for level in LEVELS]

@@ -194,7 +194,7 @@ def _restore(args: argparse.Namespace) -> int:
         for _, out in pairs:
             check_writable(out)
         device = resolve_device(args.device)
-        toolbox, agent = load_toolbox(args.toolbox, device), load_agent(args.agent, device)
+        toolbox, agent = load_toolbox(args.toolbox, device), load_agent(args.agent, device, args.agent_views)
     except (ValueError, WeightsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -240,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["vote", "blend"], default="vote",
                    help="vote: one chain by majority over 63x63 patches (official); blend: a chain per overlapping patch")
     p.add_argument("--agent", default=None, help="agent file (default: the shipped one)")
+    p.add_argument("--agent-views", type=int, default=None,
+                   help="symmetric views the agent averages per decision, 1..8 (default: what the agent file records)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
     p.add_argument("--max-steps", type=int, default=3, help="longest chain")
     p.add_argument("--stride", type=int, default=47, help="blend mode: step between the 63x63 patches")

@@ -102,7 +102,7 @@ class RestoreResult:
     tool_macs: int = 0
     """Multiply-adds of the tools, on the padded canvas / patches they actually ran on."""
     agent_macs: int = 0
-    """Multiply-adds of the agent's decisions (``RecurrentQNetwork.macs_per_step`` each)."""
+    """Multiply-adds of the agent's decisions (``RecurrentQPolicy.macs_per_decision`` each)."""
     seconds: float = 0.0
     """Time spent restoring (weights already loaded)."""
     steps: list[np.ndarray] = field(default_factory=list)
@@ -309,8 +309,7 @@ def _decide(policy: Policy, images: np.ndarray, previous: np.ndarray, step: int,
 
 
 def _agent_macs_per_decision(policy: Policy) -> int:
-    network = getattr(policy, "network", None)
-    count = getattr(network, "macs_per_step", None)
+    count = getattr(policy, "macs_per_decision", None)
     return int(count()) if callable(count) else 0
 
 

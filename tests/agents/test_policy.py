@@ -106,3 +106,48 @@ def test_shipped_agent_loads_and_restores():
     # The card reports +2.89 dB on 256 patches; a smaller draw must still clearly gain.
     assert evaluate_agent(agent, "moderate", 32)["gain"] > 1.0
     assert agent.training_settings["double_dqn"] and agent.training_settings["toolbox"] == "toolbox_joint.safetensors"
+
+
+@pytest.mark.parametrize("views", [1, 2, 4, 8])
+def test_views_average_the_values_of_flipped_copies_each_with_its_own_state(views):
+    from toolchain_restore.agents.policy import symmetric_views
+
+    torch.manual_seed(0)
+    policy = RecurrentQPolicy(RecurrentQNetwork(), views=views)
+    images = torch.randint(0, 256, (2, 3, 3, 63, 63), dtype=torch.uint8)
+    previous = torch.zeros(2, 3, 12)
+    previous[1, :, 4] = 1
+    state = None
+    for t in range(2):
+        actions, state = policy.predict({"image": images[t].numpy(), "previous_action": previous[t].numpy()}, state,
+                                        episode_start=np.full(3, t == 0), deterministic=True)
+        assert state[0].shape == (views, 3, 50)
+    copies = symmetric_views(images.flatten(0, 1), views).view(views, 2, 3, 3, 63, 63)
+    expected = torch.stack([policy.network(copies[v], previous)[0][-1] for v in range(views)]).mean(0)
+    assert (actions == expected.argmax(-1).numpy()).all()
+    assert policy.macs_per_decision() == views * policy.network.macs_per_step()
+
+
+def test_eight_views_choose_the_same_tool_for_a_flipped_or_transposed_patch():
+    torch.manual_seed(1)
+    policy = RecurrentQPolicy(RecurrentQNetwork(), views=8)
+    image = torch.randint(0, 256, (4, 3, 63, 63), dtype=torch.uint8)
+    previous = np.zeros((4, 12), np.float32)
+    values = []
+    for x in (image, image.flip(-1), image.transpose(-1, -2), image.flip(-2).transpose(-1, -2)):
+        obs = {"image": x.numpy(), "previous_action": previous}
+        values.append(policy.predict(obs, deterministic=True)[0])
+    assert all((v == values[0]).all() for v in values)
+
+
+def test_views_are_saved_overridden_and_checked(tmp_path):
+    RecurrentQPolicy(views=4).save(tmp_path / "agent.safetensors")
+    assert RecurrentQPolicy.load(tmp_path / "agent.safetensors").views == 4
+    assert RecurrentQPolicy.load(tmp_path / "agent.safetensors", views=1).views == 1
+    with pytest.raises(ValueError, match="views must be in 1..8"):
+        RecurrentQPolicy(views=9)
+    policy = RecurrentQPolicy(views=2)
+    obs = {"image": np.zeros((3, 3, 63, 63), np.uint8), "previous_action": np.zeros((3, 12), np.float32)}
+    _, one_view_state = RecurrentQPolicy(views=1).predict(obs)
+    with pytest.raises(ValueError, match=r"state must be two arrays of shape \(2, 3, 50\)"):
+        policy.predict(obs, one_view_state)

@@ -12,10 +12,27 @@ from ..envs.episode import NUM_ACTIONS
 from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
 from .network import RecurrentQNetwork
 
-__all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT"]
+__all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT", "MAX_VIEWS", "symmetric_views"]
 
 POLICY_KIND = "toolchain_restore.RecurrentQPolicy"
 SHIPPED_AGENT = "agent.safetensors"
+MAX_VIEWS = 8
+"""The eight symmetries of a square patch (flips, transposes)."""
+
+
+def symmetric_views(image: torch.Tensor, views: int) -> torch.Tensor:
+    """The first ``views`` of a batch's eight flipped / transposed copies, concatenated view after view."""
+    if not 1 <= views <= MAX_VIEWS:
+        raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views}")
+    out = []
+    for k in range(views):
+        x = image.transpose(-1, -2) if k >= 4 else image
+        if k % 2:
+            x = x.flip(-1)
+        if (k // 2) % 2:
+            x = x.flip(-2)
+        out.append(x)
+    return torch.cat(out)
 
 
 class RecurrentQPolicy:
@@ -24,9 +41,14 @@ class RecurrentQPolicy:
     ``predict(observation, state=None, episode_start=None, deterministic=False)`` returns
     ``(actions, state)`` as Stable-Baselines3's policies do, so
     ``stable_baselines3.common.evaluation.evaluate_policy`` runs it unchanged. The state is
-    the LSTM's ``(h, c)``, each a numpy array of shape (1, n_envs, hidden); rows whose
+    the LSTM's ``(h, c)``, each a numpy array of shape (views, n_envs, hidden); rows whose
     ``episode_start`` is true start again from zeros. Deterministic prediction takes the
     best action; otherwise a random action is taken with probability ``epsilon``.
+
+    ``views`` > 1 averages the action values of the network run on that many flipped /
+    transposed copies of each patch (each copy keeps its own LSTM state): the same network
+    and parameters, ``views`` times the multiply-adds per decision (``macs_per_decision``).
+    Training always uses one view; the setting is for choosing tools.
     """
 
     def __init__(
@@ -35,10 +57,14 @@ class RecurrentQPolicy:
         epsilon: float = 0.1,
         device: str | torch.device = "cpu",
         seed: int | np.random.Generator | None = None,
+        views: int = 1,
     ) -> None:
         """``seed`` may be a Generator, which is then shared (not copied)."""
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        if not 1 <= int(views) <= MAX_VIEWS:
+            raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views}")
+        self.views = int(views)
         self.network = (network or RecurrentQNetwork()).to(device)
         self.epsilon = epsilon
         self.device = torch.device(device)
@@ -72,19 +98,23 @@ class RecurrentQPolicy:
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         image, previous, single = self._batched(observation)
-        batch = image.shape[0]
+        batch, views, hidden = image.shape[0], self.views, self.network.hidden
         if state is None:
-            h, c = self.network.initial_state(batch, self.device)
+            h, c = (torch.zeros(views, batch, hidden, device=self.device) for _ in range(2))
         else:
             h, c = (torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device).clone() for s in state)
-            if h.shape != (1, batch, self.network.hidden):
-                raise ValueError(f"state must be two arrays of shape (1, {batch}, {self.network.hidden}), got {tuple(h.shape)}")
+            if h.shape != (views, batch, hidden) or c.shape != h.shape:
+                raise ValueError(f"state must be two arrays of shape ({views}, {batch}, {hidden}) (views, patches, "
+                                 f"hidden), got {tuple(h.shape)} and {tuple(c.shape)}")
         if episode_start is not None:
             fresh = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(batch), device=self.device)
             h[:, fresh] = 0.0
             c[:, fresh] = 0.0
         self.network.eval()
-        values, (h, c) = self.network(image, previous, (h, c))
+        flat = (h.reshape(1, views * batch, hidden), c.reshape(1, views * batch, hidden))
+        values, (h, c) = self.network(symmetric_views(image, views), previous.repeat(views, 1), flat)
+        values = values.view(views, batch, -1).mean(dim=0)
+        h, c = h.view(views, batch, hidden), c.view(views, batch, hidden)
         actions = values.argmax(dim=-1).cpu().numpy()
         if not deterministic and self.epsilon > 0:
             explore = self.rng.random(batch) < self.epsilon
@@ -92,29 +122,38 @@ class RecurrentQPolicy:
         new_state = (h.cpu().numpy(), c.cpu().numpy())
         return (actions[0] if single else actions), new_state
 
+    def macs_per_decision(self) -> int:
+        """Multiply-adds of one decision on one patch: the network's, once per view."""
+        return self.views * self.network.macs_per_step()
+
     def save(self, path: str | os.PathLike, training: dict | None = None) -> None:
-        """Write the network as safetensors; the header holds its shape, epsilon and, when
-        given, the settings it was trained with (``training``, e.g. ``asdict(DQNSettings)``)."""
+        """Write the network as safetensors; the header holds its shape, epsilon, views and,
+        when given, the settings it was trained with (``training``, e.g. ``asdict(DQNSettings)``)."""
         net = self.network
         config = {"patch_size": net.patch_size, "hidden": net.hidden, "features": net.fc.out_features,
-                  "conv": net.conv, "epsilon": self.epsilon}
+                  "conv": net.conv, "epsilon": self.epsilon, "views": self.views}
         if training is not None:
             config["training"] = training
         save_weights(net, path, POLICY_KIND, config)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RecurrentQPolicy":
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+             views: int | None = None) -> "RecurrentQPolicy":
+        """``views`` None: the number the file records (1 when it records none)."""
         _, config = read_metadata(path)
         network = RecurrentQNetwork(
             patch_size=int(config.get("patch_size", 63)), hidden=int(config.get("hidden", 50)),
             features=int(config.get("features", 32)), conv=str(config.get("conv", "plain")),
         )
         config = load_weights(network, path, POLICY_KIND)
-        policy = cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device)
+        policy = cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device,
+                     views=int(config.get("views", 1)) if views is None else views)
         policy.training_settings = config.get("training")
         return policy
 
 
-def load_agent(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> RecurrentQPolicy:
-    """The shipped agent (``path=None``, see ``weights/agent.md``) or an agent file."""
-    return RecurrentQPolicy.load(shipped_weights(SHIPPED_AGENT) if path is None else path, device=device)
+def load_agent(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+               views: int | None = None) -> RecurrentQPolicy:
+    """The shipped agent (``path=None``, see ``weights/agent.md``) or an agent file; ``views``
+    None keeps the file's number of symmetric views per decision."""
+    return RecurrentQPolicy.load(shipped_weights(SHIPPED_AGENT) if path is None else path, device=device, views=views)

@@ -49,6 +49,8 @@ class EvaluationSettings:
     """Methods to run, from: input agent random fixed greedy exhaustive baselines."""
     agent: str | None = None
     """Agent file; None = the shipped agent."""
+    agent_views: int | None = None
+    """Symmetric views the agent averages per decision (1..8); None = what the agent file records."""
     toolbox: str | None = None
     """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
     baselines: list[str] = field(default_factory=list)
@@ -107,8 +109,8 @@ def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device)
         if name == "input":
             methods.append(InputMethod())
         elif name == "agent":
-            agent = load_agent(s.agent, device=device)
-            methods.append(PolicyMethod("agent", agent, toolbox, agent.network.macs_per_step(), s.max_steps))
+            agent = load_agent(s.agent, device=device, views=s.agent_views)
+            methods.append(PolicyMethod("agent", agent, toolbox, agent.macs_per_decision(), s.max_steps))
         elif name == "random":
             methods.append(PolicyMethod("random", RandomPolicy(s.seed), toolbox, 0, s.max_steps))
         elif name == "fixed":
