@@ -37,16 +37,17 @@ def test_replay_batch_is_padded_time_first_with_previous_actions():
             assert batch.previous[1, b, 7] == 1 and batch.mask[1:, b].sum() == 0
 
 
-@pytest.mark.parametrize("double_dqn", [False, True])
-def test_tiny_training_run(tmp_path, double_dqn):
+@pytest.mark.parametrize("double_dqn, views", [(False, 1), (True, 4)])
+def test_tiny_training_run(tmp_path, double_dqn, views):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     settings = DQNSettings(num_envs=4, total_steps=120, replay_steps=200, learning_starts=40, target_sync_every=40,
                            epsilon_decay_steps=80, eval_every=120, eval_patches=4, double_dqn=double_dqn,
-                           device="cpu", out_dir=str(tmp_path))
+                           views=views, device="cpu", out_dir=str(tmp_path))
     policy = train(settings, progress=False)
     assert isinstance(policy, RecurrentQPolicy)
     loaded = RecurrentQPolicy.load(tmp_path / "agent.safetensors")
+    assert loaded.views == views
     for a, b in zip(policy.network.state_dict().values(), loaded.network.state_dict().values()):
         assert torch.equal(a, b)
     assert loaded.training_settings["double_dqn"] is double_dqn and loaded.training_settings["total_steps"] == 120

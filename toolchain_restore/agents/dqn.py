@@ -29,7 +29,7 @@ from ..serialization import atomic_write
 from ..training import resolve_device, settings_markdown
 from .network import RecurrentQNetwork
 from .demonstrations import load_demonstrations, pretrain
-from .policy import RecurrentQPolicy
+from .policy import MAX_VIEWS, RecurrentQPolicy
 from .replay import Episode, EpisodeReplay
 
 __all__ = ["DQNSettings", "CPU_PRESET", "evaluate_agent", "train", "preset"]
@@ -86,6 +86,8 @@ class DQNSettings:
     """Longest toolchain."""
     conv: str = "plain"
     """The feature extractor's convolutions: 'plain' (the paper's) or DCNet decoupled, e.g. 'tanh_cos'."""
+    views: int = 1
+    """Symmetric views (flips, transposes; 1..8) whose action values the held-out evaluations and the written agent average per decision. Acting and learning use one."""
     eval_every: int = 100_000
     """Environment steps between held-out evaluations."""
     eval_patches: int = 256
@@ -163,7 +165,8 @@ def toolchain_picture(policy: RecurrentQPolicy, s: DQNSettings, device: torch.de
     return toolchain_figure(traces, s.max_steps, tile=126)
 
 
-RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir"}
+RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir",
+                     "views"}
 """Settings a resumed run may change; any other difference makes the checkpoint refuse to load."""
 
 
@@ -218,6 +221,8 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     from tqdm.auto import tqdm
 
     s = settings
+    if not 1 <= s.views <= MAX_VIEWS:
+        raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {s.views}")
     device = resolve_device(s.device)
     out_dir = Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +256,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     writer = SummaryWriter(str(out_dir), purge_step=counters["global_step"] if resumed else None)
     if not resumed:
         writer.add_text("settings", settings_markdown(s), 0)
-    policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed)
+    policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
     # Acts during training with the scheduled epsilon; shares the network and the run's rng.
     explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
 
