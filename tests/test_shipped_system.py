@@ -24,9 +24,9 @@ def results():
     chain = parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))
     dncnn = load_baseline(shipped_weights("dncnn.safetensors"))
     methods = [
-        PolicyMethod("agent", agent, toolbox, agent.network.macs_per_step()),
+        PolicyMethod("agent", agent, toolbox, agent.macs_per_decision()),
         PolicyMethod("agent, tools before joint tuning", agent, load_toolbox(shipped_weights(SEPARATE_TOOLBOX)),
-                     agent.network.macs_per_step()),
+                     agent.macs_per_decision()),
         PolicyMethod("random", RandomPolicy(SEED), toolbox),
         PolicyMethod("fixed", FixedChainPolicy(chain), toolbox),
         CNNMethod("dncnn", dncnn),
@@ -43,18 +43,18 @@ def test_agent_beats_the_random_policy(results, level):
     assert results[level, "agent"].psnr > results[level, "random"].psnr + 2.0
 
 
-# Close on severe: on the cards' 256 patches the agent is 0.02 dB behind there (agent.md).
+# Close on severe: 0.06 dB ahead on the cards' 256 patches, 0.09 dB on these (agent.md).
 @pytest.mark.parametrize("level", LEVELS)
 def test_agent_beats_the_best_fixed_chain(results, level):
     assert results[level, "agent"].psnr > results[level, "fixed"].psnr
 
 
 def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
-    # What the shipped agent reaches (83% on the cards' patches), so that it cannot slip back.
-    assert results["moderate", "agent"].gain >= 0.78 * results["moderate", "greedy oracle"].gain
+    # What the shipped agent reaches (87% on the cards' patches, 82.5% on these), so that it cannot slip back.
+    assert results["moderate", "agent"].gain >= 0.80 * results["moderate", "greedy oracle"].gain
 
 
-@pytest.mark.xfail(strict=True, reason="target not met yet (agent.md): 83% of the greedy oracle's gain")
+@pytest.mark.xfail(strict=True, reason="target not met yet (agent.md): 87% of the greedy oracle's gain")
 def test_agent_gain_is_at_least_90_percent_of_the_greedy_oracles_on_moderate(results):
     assert results["moderate", "agent"].gain >= 0.9 * results["moderate", "greedy oracle"].gain
 
