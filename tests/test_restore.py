@@ -194,8 +194,8 @@ def test_vote_keeps_every_step_in_the_input_format(agent, toolbox):
 
 
 def test_macs_count_tools_and_agent_decisions(agent, toolbox):
-    per_decision = agent.network.macs_per_step()
-    assert abs(per_decision - 14.06e6) < 0.01e6
+    per_decision = agent.macs_per_decision()
+    assert abs(per_decision - agent.views * 14.06e6) < 0.01e6
     result = restore(photo(70, 130), "vote", agent, toolbox)
     assert result.agent_macs == 6 * len(result.votes) * per_decision
     assert result.tool_macs == sum(toolbox.macs(t, 70, 130) for t in result.chain)
