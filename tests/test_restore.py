@@ -194,15 +194,18 @@ def test_vote_keeps_every_step_in_the_input_format(agent, toolbox):
 
 
 def test_macs_count_tools_and_agent_decisions(agent, toolbox):
-    per_decision = agent.macs_per_decision()
-    assert abs(per_decision - agent.views * 14.06e6) < 0.01e6
-    result = restore(photo(70, 130), "vote", agent, toolbox)
-    assert result.agent_macs == 6 * len(result.votes) * per_decision
+    per_view = agent.network.macs_per_step()
+    assert abs(per_view - 14.06e6) < 0.01e6 and agent.views == 4
+    result = restore(photo(70, 130), "vote", agent, toolbox)  # one view per vote by default
+    assert result.agent_macs == 6 * len(result.votes) * per_view
     assert result.tool_macs == sum(toolbox.macs(t, 70, 130) for t in result.chain)
     assert result.macs == result.tool_macs + result.agent_macs
-    blend = restore(photo(70, 130), "blend", agent, toolbox)
+    assert restore(photo(70, 130), "vote", agent, toolbox, views=2).agent_macs == 6 * len(result.votes) * 2 * per_view
+    blend = restore(photo(70, 130), "blend", agent, toolbox)  # the agent's own views
     decisions = sum(min(len(c) + 1, 3) for c in blend.chains)
-    assert blend.agent_macs == decisions * per_decision
+    assert blend.agent_macs == decisions * agent.views * per_view
+    with pytest.raises(ValueError, match="views must be in 1..8"):
+        restore(photo(70, 130), "blend", agent, toolbox, views=0)
     assert blend.tool_macs == sum(toolbox.macs(t, 63, 63) for c in blend.chains for t in c)
 
 

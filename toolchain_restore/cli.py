@@ -194,7 +194,7 @@ def _restore(args: argparse.Namespace) -> int:
         for _, out in pairs:
             check_writable(out)
         device = resolve_device(args.device)
-        toolbox, agent = load_toolbox(args.toolbox, device), load_agent(args.agent, device, args.agent_views)
+        toolbox, agent = load_toolbox(args.toolbox, device), load_agent(args.agent, device)
     except (ValueError, WeightsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -204,7 +204,7 @@ def _restore(args: argparse.Namespace) -> int:
             image = read_native(src)
             check_writable(out, image)
             result = restore(image, args.mode, agent, toolbox, args.max_steps, device,
-                             stride=args.stride, batch_size=args.batch_size)
+                             stride=args.stride, batch_size=args.batch_size, views=args.agent_views)
             write_native(out, result.image)
         except (ValueError, OSError) as err:  # ImageReadError is a ValueError
             print(f"error: {err}", file=sys.stderr)
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vote: one chain by majority over 63x63 patches (official); blend: a chain per overlapping patch")
     p.add_argument("--agent", default=None, help="agent file (default: the shipped one)")
     p.add_argument("--agent-views", type=int, default=None,
-                   help="symmetric views the agent averages per decision, 1..8 (default: what the agent file records)")
+                   help="symmetric views the agent averages per decision, 1..8 (default: 1 in vote mode, the agent file's in blend mode)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
     p.add_argument("--max-steps", type=int, default=3, help="longest chain")
     p.add_argument("--stride", type=int, default=47, help="blend mode: step between the 63x63 patches")

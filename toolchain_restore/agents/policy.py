@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -121,6 +122,16 @@ class RecurrentQPolicy:
             actions[explore] = self.rng.integers(0, NUM_ACTIONS, int(explore.sum()))
         new_state = (h.cpu().numpy(), c.cpu().numpy())
         return (actions[0] if single else actions), new_state
+
+    def with_views(self, views: int) -> "RecurrentQPolicy":
+        """This policy choosing with ``views`` symmetric views (the same network, not a copy of it)."""
+        if not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_VIEWS:
+            raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views!r}")
+        if views == self.views:
+            return self
+        other = copy.copy(self)
+        other.views = int(views)
+        return other
 
     def macs_per_decision(self) -> int:
         """Multiply-adds of one decision on one patch: the network's, once per view."""
