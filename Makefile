@@ -58,7 +58,7 @@ agent-stage3: $(VENV)/.installed
 	$(BIN)/toolchain-restore train-agent --preset cpu --toolbox $(JOINT_TOOLBOX) --init-agent $(STAGE2_AGENT) \
 		--total-steps 20000 --epsilon-start 0.1 --epsilon-end 0.05 --epsilon-decay-steps 10000 --lr 5e-5 \
 		--lr-halve-every 10000 --lr-min 2.5e-5 --learning-starts 2000 --double-dqn true --seed 2 \
-		--eval-every 10000 --out-dir runs/agent_stage3 --progress false
+		--eval-every 10000 --views 4 --out-dir runs/agent_stage3 --progress false
 
 # Oracle-guided training (an experiment of issue 3, not the shipped agent): greedy-oracle
 # demonstrations on train patches, every tool's reward recorded at each state, then DQfD-style
