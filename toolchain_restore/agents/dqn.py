@@ -29,7 +29,7 @@ from ..serialization import atomic_write
 from ..training import resolve_device, settings_markdown
 from .network import RecurrentQNetwork
 from .demonstrations import load_demonstrations, pretrain
-from .policy import MAX_VIEWS, RecurrentQPolicy
+from .policy import RecurrentQPolicy, check_views
 from .replay import Episode, EpisodeReplay
 
 __all__ = ["DQNSettings", "CPU_PRESET", "evaluate_agent", "train", "preset"]
@@ -221,8 +221,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     from tqdm.auto import tqdm
 
     s = settings
-    if not 1 <= s.views <= MAX_VIEWS:
-        raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {s.views}")
+    check_views(s.views)
     device = resolve_device(s.device)
     out_dir = Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from ..envs.episode import NUM_ACTIONS
 from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
 from .network import RecurrentQNetwork
 
-__all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT", "MAX_VIEWS", "symmetric_views"]
+__all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT", "MAX_VIEWS", "check_views", "symmetric_views"]
 
 POLICY_KIND = "toolchain_restore.RecurrentQPolicy"
 SHIPPED_AGENT = "agent.safetensors"
@@ -21,12 +21,17 @@ MAX_VIEWS = 8
 """The eight symmetries of a square patch (flips, transposes)."""
 
 
+def check_views(views: Any) -> int:
+    """``views`` as an int; anything but a whole number in 1..MAX_VIEWS is refused."""
+    if not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_VIEWS:
+        raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views!r}")
+    return int(views)
+
+
 def symmetric_views(image: torch.Tensor, views: int) -> torch.Tensor:
     """The first ``views`` of a batch's eight flipped / transposed copies, concatenated view after view."""
-    if not 1 <= views <= MAX_VIEWS:
-        raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views}")
     out = []
-    for k in range(views):
+    for k in range(check_views(views)):
         x = image.transpose(-1, -2) if k >= 4 else image
         if k % 2:
             x = x.flip(-1)
@@ -63,9 +68,7 @@ class RecurrentQPolicy:
         """``seed`` may be a Generator, which is then shared (not copied)."""
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-        if not 1 <= int(views) <= MAX_VIEWS:
-            raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views}")
-        self.views = int(views)
+        self.views = check_views(views)
         self.network = (network or RecurrentQNetwork()).to(device)
         self.epsilon = epsilon
         self.device = torch.device(device)
@@ -125,12 +128,11 @@ class RecurrentQPolicy:
 
     def with_views(self, views: int) -> "RecurrentQPolicy":
         """This policy choosing with ``views`` symmetric views (the same network, not a copy of it)."""
-        if not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_VIEWS:
-            raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views!r}")
+        views = check_views(views)
         if views == self.views:
             return self
         other = copy.copy(self)
-        other.views = int(views)
+        other.views = views
         return other
 
     def macs_per_decision(self) -> int:
