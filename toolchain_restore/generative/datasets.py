@@ -11,8 +11,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SynthesisSample", "synthesis_set", "label_count_of", "sample_batch", "to_model_image",
-           "from_model_image", "resize_maps"]
+__all__ = ["SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "sample_batch",
+           "to_model_image", "from_model_image", "resize_maps"]
+
+
+@dataclass
+class SceneDataSettings:
+    """Where a layout-to-image model's (label, instance, image) triples come from; the first
+    fields of the pix2pixHD and SIMS settings."""
+
+    data: str = "procedural"
+    """'procedural' (the embedded scene generator) or a folder in pix2pixHD's official layout (train_label/, train_inst/, train_img/, test_*)."""
+    label_count: int | None = None
+    """Labels in the label maps (procedural: 7; Cityscapes ids: 35); values must lie below it."""
+    height: int = 128
+    """Procedural scenes: height of the output (folders keep their images' size)."""
+    width: int = 256
+    """Procedural scenes: width of the output."""
+    train_scenes: int = 400
+    """Procedural scenes to train on."""
+    test_scenes: int = 16
+    """Procedural held-out scenes for evaluation and TensorBoard."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from torch import nn
 
 from ...config import with_changes
 from ...serialization import load_weights, read_settings, save_weights
+from ..datasets import SceneDataSettings
 from .maps import instance_boundaries, one_hot_labels
 from .networks import (FeatureEncoder, MultiscaleDiscriminator, Pix2PixHDGenerator, UNetGenerator,
                        image_size_multiple)
@@ -22,22 +23,10 @@ PIX2PIXHD_KIND = "toolchain-restore/pix2pixhd"
 
 
 @dataclass
-class Pix2PixHDSettings:
+class Pix2PixHDSettings(SceneDataSettings):
     """pix2pixHD's architecture, losses and data. Defaults are the reference's
     (2048x1024 Cityscapes on a GPU) except the data; ``preset('cpu')`` scales it to 128x256."""
 
-    data: str = "procedural"
-    """'procedural' (the embedded scene generator) or a folder in the official layout (train_label/, train_inst/, train_img/, test_*)."""
-    label_count: int | None = None
-    """Labels in the label maps (procedural: 7; Cityscapes ids: 35); values must lie below it."""
-    height: int = 128
-    """Procedural scenes: height of the finest level (folders keep their images' size)."""
-    width: int = 256
-    """Procedural scenes: width of the finest level."""
-    train_scenes: int = 400
-    """Procedural scenes to train on."""
-    test_scenes: int = 16
-    """Procedural held-out scenes for evaluation and TensorBoard."""
     pad: bool = False
     """Pad folder images whose size is not a multiple of 2^(downsamplings) instead of refusing them."""
     instances: bool = True

@@ -13,6 +13,7 @@ from torch import nn
 
 from ...config import with_changes
 from ...serialization import load_weights, read_settings, save_weights
+from ..datasets import SceneDataSettings
 from .networks import AlignmentNet, OrderingNet, SynthesisNet
 
 __all__ = ["SimsSettings", "Sims", "save_sims", "load_sims", "SIMS_KIND", "preset"]
@@ -21,23 +22,11 @@ SIMS_KIND = "toolchain-restore/sims"
 
 
 @dataclass
-class SimsSettings:
+class SimsSettings(SceneDataSettings):
     """SIMS's data, memory bank, retrieval, alignment, ordering, canvas simulation, synthesis
     network and losses. ``preset('cpu')`` is sized for 128x256 procedural scenes on a CPU;
     ``preset('paper')`` documents the GPU settings of the reference (Cityscapes 1024x2048)."""
 
-    data: str = "procedural"
-    """'procedural' (the embedded scene generator) or a folder in pix2pixHD's layout (train_label/, train_inst/, train_img/, test_*)."""
-    label_count: int | None = None
-    """Labels in the label maps (procedural: 7; Cityscapes ids: 35); values must lie below it."""
-    height: int = 128
-    """Procedural scenes: height."""
-    width: int = 256
-    """Procedural scenes: width."""
-    train_scenes: int = 400
-    """Procedural scenes to train on (and to cut the memory bank from when ``bank`` is not given)."""
-    test_scenes: int = 16
-    """Procedural held-out scenes for evaluation and TensorBoard."""
     bank: str | None = None
     """Memory bank folder (build-bank) the training canvases and alignment pairs draw partners from; None: cut one in memory from the training set."""
     retrieval: bool = True
