@@ -24,6 +24,14 @@ PATCHES = 128
 SEED = 2024  # the cards use 12345
 
 
+def evaluate_with_greedy_on_moderate(methods, sets, toolbox) -> dict:
+    """{(test set, method): result} of every method on every set, the greedy oracle on moderate only."""
+    with torch.no_grad():
+        rows = evaluate(methods, sets)
+        greedy = evaluate([GreedyOracleMethod(toolbox)], [s for s in sets if s.name == "moderate"])
+    return {(r.test_set, r.method): r for r in rows + greedy}
+
+
 @pytest.fixture(scope="module")
 def results():
     toolbox, agent = load_toolbox(), load_agent()
@@ -38,10 +46,7 @@ def results():
         CNNMethod("dncnn", dncnn),
     ]
     sets = [held_out_set(level, PATCHES, seed=SEED) for level in LEVELS]
-    with torch.no_grad():
-        rows = evaluate(methods, sets)
-        greedy = evaluate([GreedyOracleMethod(toolbox)], [s for s in sets if s.name == "moderate"])
-    return {(r.test_set, r.method): r for r in rows + greedy}
+    return evaluate_with_greedy_on_moderate(methods, sets, toolbox)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -97,10 +102,7 @@ def independent_results():
                PolicyMethod("random", RandomPolicy(SEED), toolbox)]
     sets = [PatchSet(level, *map(to_tensor, independent_patches(level, PATCHES, seed=SEED + i)))
             for i, level in enumerate(LEVELS)]
-    with torch.no_grad():
-        rows = evaluate(methods, sets)
-        greedy = evaluate([GreedyOracleMethod(toolbox)], [s for s in sets if s.name == "moderate"])
-    return {(r.test_set, r.method): r for r in rows + greedy}
+    return evaluate_with_greedy_on_moderate(methods, sets, toolbox)
 
 
 @pytest.mark.parametrize("level", LEVELS)
