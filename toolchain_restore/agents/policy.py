@@ -104,7 +104,7 @@ class RecurrentQPolicy:
         image, previous, single = self._batched(observation)
         batch, views, hidden = image.shape[0], self.views, self.network.hidden
         if state is None:
-            h, c = (torch.zeros(views, batch, hidden, device=self.device) for _ in range(2))
+            h, c = (s.view(views, batch, hidden) for s in self.network.initial_state(views * batch, self.device))
         else:
             h, c = (torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device).clone() for s in state)
             if h.shape != (views, batch, hidden) or c.shape != h.shape:
