@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import add_settings_arguments, given_settings, settings_from_args
+from .config import add_precision_argument, add_settings_arguments, given_settings, settings_from_args
 
 __all__ = ["main"]
 
@@ -25,7 +25,7 @@ def _train_tools(args: argparse.Namespace) -> int:
 def _evaluate_tools(args: argparse.Namespace) -> int:
     from .tools.evaluation import tool_report
 
-    print(tool_report(args.toolbox, args.data, args.patches, args.device))
+    print(tool_report(args.toolbox, args.data, args.patches, args.device, args.precision))
     return 0
 
 
@@ -43,10 +43,10 @@ def _demonstrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .agents.demonstrations import greedy_demonstrations, save_demonstrations
+    from .runtime import resolve_device
     from .tools import load_toolbox
-    from .training import resolve_device
 
-    toolbox = load_toolbox(args.toolbox, resolve_device(args.device))
+    toolbox = load_toolbox(args.toolbox, resolve_device(args.device), args.precision)
     demos = greedy_demonstrations(toolbox, args.patches, args.level, args.data, args.seed, args.max_steps)
     save_demonstrations(args.output, demos)
     print(f"wrote {len(demos)} greedy-oracle demonstrations on {args.level} train patches to {args.output} "
@@ -77,10 +77,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _fixed_chain(args: argparse.Namespace) -> int:
     from .evaluation.run import FIXED_CHAIN_KEY, search_fixed_chain
+    from .runtime import resolve_device
     from .tools import load_toolbox
-    from .training import resolve_device
 
-    toolbox = load_toolbox(args.toolbox, resolve_device(args.device))
+    toolbox = load_toolbox(args.toolbox, resolve_device(args.device), args.precision)
     chain, mean_psnr = search_fixed_chain(toolbox, args.patches, args.data, args.level, args.max_steps)
     numbers = ",".join(str(i + 1) for i in chain)
     print(f"best fixed chain on {args.patches} {args.level} train patches: {numbers or '(none)'} "
@@ -130,7 +130,8 @@ def _train_baseline(args: argparse.Namespace) -> int:
 
 def _train_classifier(args: argparse.Namespace) -> int:
     from .classification import ClassificationSettings, robust_accuracy, train_classifier
-    from .training import TrainerSettings, resolve_device
+    from .runtime import resolve_device
+    from .training import TrainerSettings
 
     settings = settings_from_args(ClassificationSettings, args)
     trainer = settings_from_args(TrainerSettings, args)
@@ -171,9 +172,9 @@ def _restore(args: argparse.Namespace) -> int:
     from .agents import load_agent
     from .data.image_io import NATIVE_EXTENSIONS, check_writable, read_native, write_native
     from .restore import restore
+    from .runtime import resolve_device
     from .serialization import WeightsError
     from .tools import load_toolbox
-    from .training import resolve_device
 
     source, target = Path(args.input), Path(args.output)
     if source.is_dir():
@@ -194,7 +195,8 @@ def _restore(args: argparse.Namespace) -> int:
         for _, out in pairs:
             check_writable(out)
         device = resolve_device(args.device)
-        toolbox, agent = load_toolbox(args.toolbox, device), load_agent(args.agent, device)
+        toolbox = load_toolbox(args.toolbox, device, args.precision)
+        agent = load_agent(args.agent, device, precision=args.precision)
     except (ValueError, WeightsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -204,7 +206,8 @@ def _restore(args: argparse.Namespace) -> int:
             image = read_native(src)
             check_writable(out, image)
             result = restore(image, args.mode, agent, toolbox, args.max_steps, device,
-                             stride=args.stride, batch_size=args.batch_size, views=args.agent_views)
+                             stride=args.stride, batch_size=args.batch_size, views=args.agent_views,
+                             precision=args.precision)
             write_native(out, result.image)
         except (ValueError, OSError) as err:  # ImageReadError is a ValueError
             print(f"error: {err}", file=sys.stderr)
@@ -247,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=47, help="blend mode: step between the 63x63 patches")
     p.add_argument("--batch-size", type=int, default=256, help="patches handled at once (bounds memory)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_argument(p)
     p.set_defaults(func=_restore)
 
     p = sub.add_parser("train-tools", help="train the 12 tools (or some of them) on their own bands")
@@ -271,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=100_000, help="patch i is drawn with seed + i")
     p.add_argument("--max-steps", type=int, default=3, help="longest chain")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_argument(p)
     p.set_defaults(func=_demonstrate)
 
     p = sub.add_parser("joint-tune", help="fine-tune the tools through the frozen agent's toolchains (Algorithm 1)")
@@ -291,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=3, help="longest chain")
     p.add_argument("--write", action="store_true", help="record the chain in the --toolbox file (read by evaluate)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_argument(p)
     p.set_defaults(func=_fixed_chain)
 
     p = sub.add_parser("train-sb3", help="train a Stable-Baselines3 agent (DQN or RecurrentPPO) for comparison")
@@ -337,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="folder of clean images (default: embedded test images)")
     p.add_argument("--patches", type=int, default=200, help="held-out patches per band")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_precision_argument(p)
     p.set_defaults(func=_evaluate_tools)
     return parser
 

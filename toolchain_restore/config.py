@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import typing
 from typing import Any, TypeVar
 
-__all__ = ["add_settings_arguments", "settings_from_args", "field_docs"]
+__all__ = ["add_settings_arguments", "add_precision_argument", "settings_from_args", "field_docs"]
+
+PRECISION_HELP = ("how the networks compute: auto (bf16 where this machine runs it faster than float32, else fp32), "
+                  "fp32, bf16, or fp16 on CUDA (default: auto)")
 
 T = TypeVar("T")
 
@@ -73,6 +77,30 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: s
             if typing.get_origin(tp) is typing.Literal:
                 kwargs["choices"] = list(typing.get_args(tp))
         group.add_argument(flag, help=f"{help_text} (default: {default})".replace("%", "%%"), **kwargs)
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, autocast_run: bool = False) -> None:
+    """``--precision`` for a subcommand whose options are not a settings dataclass. With
+    ``autocast_run`` (after ``set_defaults(func=...)``), the subcommand's whole run computes
+    under it: for commands whose networks carry no precision of their own."""
+    from .runtime import PRECISIONS
+
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="auto", help=PRECISION_HELP)
+    if autocast_run:
+        parser.set_defaults(func=_under_precision(parser.get_default("func")))
+
+
+def _under_precision(run):
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        from .runtime import autocast, resolve_device
+
+        # These commands put their networks on the CPU for --device auto (or have no --device).
+        device = getattr(args, "device", "cpu")
+        with autocast(args.precision, resolve_device("cpu" if device == "auto" else device)):
+            return run(args)
+
+    return wrapped
 
 
 def settings_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:

@@ -30,7 +30,8 @@ from .evaluation.test_sets import EVALUATION_SEED, TestSet, held_out_set
 from .metrics import psnr
 from .restore import restore
 from .tools import load_toolbox
-from .training import resolve_device, settings_markdown
+from .runtime import Precision, precision_summary, resolve_device
+from .training import settings_markdown
 
 __all__ = ["DemoSettings", "DemoRow", "DemoReport", "run_demo"]
 
@@ -65,6 +66,8 @@ class DemoSettings:
     """Seed of the whole-image degradations (the patch sets use the project's evaluation seed)."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    precision: Precision = "auto"
+    """How the agent, the tools and the CNN baselines compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -112,8 +115,9 @@ def _whole_images(s: DemoSettings, agent, toolbox, device) -> list[DemoRow]:
             continue
         clean = _centre_crop(clean, s.size)
         degraded, _ = degrade(clean, level, np.random.default_rng([s.seed, i, k]))
-        vote = restore(degraded, "vote", agent, toolbox, s.max_steps, device, progress=False, keep_steps=True)
-        blend = restore(degraded, "blend", agent, toolbox, s.max_steps, device, progress=False)
+        vote = restore(degraded, "vote", agent, toolbox, s.max_steps, device, progress=False, keep_steps=True,
+                       precision=s.precision)
+        blend = restore(degraded, "blend", agent, toolbox, s.max_steps, device, progress=False, precision=s.precision)
         name = images.paths[i].name
         trace = ChainTrace(f"{name} {level}", vote.chain, vote.steps, [psnr(x, clean) for x in vote.steps], clean)
         rows.append(DemoRow(name, level, psnr(degraded, clean), psnr(vote.image, clean), psnr(blend.image, clean),
@@ -145,19 +149,21 @@ def run_demo(settings: DemoSettings) -> DemoReport:
     s = settings
     start = time.perf_counter()
     device = resolve_device(s.device)
-    toolbox = load_toolbox(s.toolbox, device)
-    agent = load_agent(s.agent, device)
+    toolbox = load_toolbox(s.toolbox, device, s.precision)
+    agent = load_agent(s.agent, device, precision=s.precision)
     out_dir = Path(s.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out_dir))
     writer.add_text("settings", settings_markdown(s), 0)
+    precision = precision_summary(s.precision, device)
+    writer.add_text("precision", precision, 0)
 
     sections = []
     patch_results: list[MethodResult] = []
     if s.patches > 0:
         evaluation = EvaluationSettings(levels=s.levels, patches=s.patches, data=s.data, methods=s.methods,
                                         agent=s.agent, toolbox=s.toolbox, baselines=s.baselines,
-                                        max_steps=s.max_steps, device=s.device)
+                                        max_steps=s.max_steps, device=s.device, precision=s.precision)
         methods = build_methods(evaluation, toolbox, device)
         sets = [held_out_set(level, s.patches, s.data) for level in s.levels]
         patch_results = evaluate(methods, [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in sets],
@@ -183,12 +189,13 @@ def run_demo(settings: DemoSettings) -> DemoReport:
     text = "\n\n".join(sections)
     writer.add_text("demo/results", text, 0)
     writer.close()
-    (out_dir / "results.md").write_text(f"# Demo\n\n{text}\n\nMade in {time.perf_counter() - start:.0f} s.\n")
+    (out_dir / "results.md").write_text(f"# Demo\n\n{text}\n\nMade in {time.perf_counter() - start:.0f} s; {precision}.\n")
     (out_dir / "results.json").write_text(json.dumps({
         "patches": [{k: v for k, v in asdict(r).items() if k != "restoration"} for r in patch_results],
         "whole_images": [{k: v for k, v in asdict(r).items() if k != "trace"} for r in rows],
     }, indent=2))
     print(text)
+    print(f"\n{precision}")
     print(f"\nwrote {out_dir}/results.md, toolchains.png (the agent's chains step by step), chart.png "
           f"(PSNR vs multiply-adds) and TensorBoard logs ({time.perf_counter() - start:.0f} s)")
     return DemoReport(patch_results, rows)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .runtime import resolve_device
 from .agents.policy import RecurrentQPolicy, load_agent
 from .data.tensors import to_uint8
 from .envs.episode import NUM_ACTIONS, STOP, action_name
@@ -401,12 +402,6 @@ def _blend(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, de
 # -- the entry point ----------------------------------------------------------------------
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    from .training import resolve_device
-
-    return resolve_device(device)
-
-
 def restore(
     image: np.ndarray,
     mode: str = "vote",
@@ -420,6 +415,7 @@ def restore(
     batch_size: int = DEFAULT_BATCH_SIZE,
     keep_steps: bool = False,
     views: int | None = None,
+    precision: str | None = "auto",
 ) -> RestoreResult:
     """Restore a whole image of any size with the agent's toolchains.
 
@@ -442,6 +438,10 @@ def restore(
         views: symmetric views per decision of a ``RecurrentQPolicy`` (1..8). None: one in
             vote mode, where the vote already pools the decisions of every patch and more
             views cost time for no measured gain (README), and the agent's own in blend mode.
+        precision: how the agent and the tools compute: 'auto' (bf16 where this machine runs
+            it faster, else fp32), 'fp32', 'bf16', 'fp16' (CUDA); it applies to a given
+            Toolbox or RecurrentQPolicy too (the same weights); None keeps their own.
+            Images, states and the blend stay float32.
 
     Returns:
         A :class:`RestoreResult`; its ``image`` has the input's shape and dtype.
@@ -461,10 +461,11 @@ def restore(
     if keep_steps and mode != "vote":
         raise ValueError("keep_steps needs mode='vote': in blend mode every patch has its own chain")
     rgb, fmt = _to_float_rgb(image)
-    device = _resolve_device(device)
-    tools = load_toolbox(toolbox, device)
-    policy: Policy = agent if hasattr(agent, "predict") else load_agent(agent, device)
+    device = resolve_device(device)
+    tools = load_toolbox(toolbox, device, precision)
+    policy: Policy = agent if hasattr(agent, "predict") else load_agent(agent, device, precision=precision)
     if isinstance(policy, RecurrentQPolicy):
+        policy = policy.with_precision(precision) if precision is not None else policy
         if policy.network.patch_size != PATCH_SIZE:
             raise ValueError(f"the agent sees {policy.network.patch_size}-pixel patches; whole-image restoration "
                              f"cuts {PATCH_SIZE}-pixel ones")

@@ -117,14 +117,14 @@ def test_bf16_autocast_trains_and_resumes_on_cpu(tmp_path):
 
     task = Recording(ToolTrainingSettings(**TINY))
     before = task.model.state_dict()["tools.4.body.0.weight"].clone()
-    Trainer(trainer_settings(tmp_path, amp="bf16", iterations=3)).fit(task)
+    Trainer(trainer_settings(tmp_path, precision="bf16", iterations=3)).fit(task)
     assert seen == [torch.bfloat16] * 3
     assert not torch.equal(before, task.model.state_dict()["tools.4.body.0.weight"])
-    Trainer(trainer_settings(tmp_path, amp="bf16", iterations=4)).fit(task)
+    Trainer(trainer_settings(tmp_path, precision="bf16", iterations=4)).fit(task)
     assert len(seen) == 4
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="fp16.*CUDA"):
-            Trainer(trainer_settings(tmp_path / "fp16", amp="fp16")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
+            Trainer(trainer_settings(tmp_path / "fp16", precision="fp16")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
 
 
 def test_unknown_optimizer_and_missing_cuda(tmp_path):

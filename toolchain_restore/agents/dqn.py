@@ -26,7 +26,8 @@ from ..evaluation.test_sets import EVALUATION_SEED, held_out_set
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
 from ..serialization import atomic_write
-from ..training import resolve_device, settings_markdown
+from ..runtime import Precision, precision_summary, resolve_device, resolve_precision
+from ..training import settings_markdown
 from .network import RecurrentQNetwork
 from .demonstrations import load_demonstrations, pretrain
 from .policy import RecurrentQPolicy, check_views
@@ -112,6 +113,8 @@ class DQNSettings:
     """Seed of the environments, exploration and the network."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    precision: Precision = "auto"
+    """How the Q-network and the tools compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA). A resumed run may change it."""
     out_dir: str = "runs/agent"
     """Where the agent, TensorBoard logs and settings go."""
 
@@ -136,13 +139,15 @@ CPU_PRESET = dict(
 def evaluate_agent(
     policy: RecurrentQPolicy, level: str, patches: int, data: str | None = None, toolbox=None,
     seed: int = EVALUATION_SEED, max_steps: int = 3, device: str | torch.device = "cpu",
+    precision: str | None = "auto",
 ) -> dict[str, float]:
     """Greedy toolchains on a fixed set of held-out test patches (``held_out_set``): mean
-    input and final PSNR, mean chain length and tool usage. The same seed gives the same patches."""
+    input and final PSNR, mean chain length and tool usage. The same seed gives the same patches.
+    ``precision``: the tools' (None: the caller's context); the policy keeps its own."""
     device = torch.device(device)
     test = held_out_set(level, patches, data, seed)
     L, H = test.L.to(device), test.H.to(device)
-    E, chains, _ = run_policy(policy, shared_toolbox(toolbox, device), L, max_steps)
+    E, chains, _ = run_policy(policy, shared_toolbox(toolbox, device).with_precision(precision), L, max_steps)
     input_psnr, final = batch_psnr(L, H).cpu().numpy(), batch_psnr(E, H).cpu().numpy()
     usage = np.bincount([i for c in chains for i in c], minlength=NUM_TOOLS)
     return {
@@ -161,12 +166,13 @@ TOOLCHAIN_PICTURE_PATCHES = 4
 def toolchain_picture(policy: RecurrentQPolicy, s: DQNSettings, device: torch.device):
     """The agent's greedy toolchains on the first held-out moderate patches, step by step."""
     test = held_out_set("moderate", TOOLCHAIN_PICTURE_PATCHES, s.data)
-    traces = trace_policy(policy, shared_toolbox(s.toolbox, device), test.L.to(device), test.H.to(device), s.max_steps)
+    toolbox = shared_toolbox(s.toolbox, device).with_precision(s.precision)
+    traces = trace_policy(policy, toolbox, test.L.to(device), test.H.to(device), s.max_steps)
     return toolchain_figure(traces, s.max_steps, tile=126)
 
 
 RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir",
-                     "views"}
+                     "views", "precision"}
 """Settings a resumed run may change; any other difference makes the checkpoint refuse to load."""
 
 
@@ -229,7 +235,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
 
-    q = RecurrentQNetwork(conv=s.conv).to(device)
+    q = RecurrentQNetwork(conv=s.conv, precision=s.precision).to(device)
     if s.init_agent is not None:
         start_from = RecurrentQPolicy.load(s.init_agent, device=device).network
         if start_from.conv != s.conv:
@@ -247,6 +253,8 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                                                                          training=asdict(s))
     target = copy.deepcopy(q)
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
+    # float16 gradients underflow without loss scaling; bf16 and fp32 need none.
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(s.precision, device).precision == "fp16")
     replay = EpisodeReplay(s.replay_steps)
     counters = {"global_step": 0, "updates": 0, "next_eval": s.eval_every, "next_sync": s.target_sync_every}
     if resumed:
@@ -255,12 +263,14 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
     writer = SummaryWriter(str(out_dir), purge_step=counters["global_step"] if resumed else None)
     if not resumed:
         writer.add_text("settings", settings_markdown(s), 0)
+    writer.add_text("precision", precision_summary(s.precision, device), counters["global_step"])
     policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
     # Acts during training with the scheduled epsilon; shares the network and the run's rng.
     explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
 
     envs = ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
-                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device))
+                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device),
+                                     precision=s.precision)
     global_step, updates = counters["global_step"], counters["updates"]
     next_eval, next_sync = counters["next_eval"], counters["next_sync"]
     next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
@@ -328,8 +338,9 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
                 losses = F.huber_loss(q_taken, td_target, reduction="none", delta=s.huber_delta)
                 loss = (losses * batch.mask).sum() / batch.mask.sum()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 updates += 1
                 if updates % 100 == 0:
                     writer.add_scalar("losses/td_loss", loss.item(), global_step)
@@ -358,7 +369,8 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
         if global_step >= next_eval or global_step >= s.total_steps:
             next_eval += s.eval_every
             for level in ("mild", "moderate", "severe"):
-                result = evaluate_agent(policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps, device=device)
+                result = evaluate_agent(policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps,
+                                        device=device, precision=s.precision)
                 for key, value in result.items():
                     writer.add_scalar(f"eval/{level}/{key}", value, global_step)
             writer.add_image("images/toolchains", np.asarray(toolchain_picture(policy, s, device)), global_step,

@@ -108,14 +108,16 @@ def chain_forward(toolbox: Toolbox, policy, L: torch.Tensor, max_steps: int) -> 
 class JointTuningTask:
     """Trainer task: the toolbox is the model; the agent only chooses."""
 
-    def __init__(self, settings: JointTuningSettings, device: torch.device | str = "cpu") -> None:
+    def __init__(self, settings: JointTuningSettings, device: torch.device | str = "cpu",
+                 precision: str = "auto") -> None:
+        """``precision``: the agent's, while it chooses (the trainer's autocast sets the tools')."""
         from ..serialization import shipped_weights
         from ..tools import SEPARATE_TOOLBOX, load_toolbox
 
         self.settings = settings
         start = settings.toolbox if settings.toolbox is not None else shipped_weights(SEPARATE_TOOLBOX)
-        self.model = load_toolbox(start, "cpu").train()
-        self.agent: RecurrentQPolicy = load_agent(settings.agent)
+        self.model = load_toolbox(start, "cpu", precision=None).train()
+        self.agent: RecurrentQPolicy = load_agent(settings.agent, precision=precision)
         self.agent.network.requires_grad_(False)
         self.sampler = make_sampler(settings.data, "train", self.agent.network.patch_size)
         self._test_sets: dict | None = None
@@ -166,7 +168,7 @@ class JointTuningTask:
 
 def joint_tune(settings: JointTuningSettings, trainer: TrainerSettings, output: str | Path | None = None) -> dict[str, float]:
     """Fine-tune the toolbox jointly; write it to ``output`` (default out_dir/toolbox.safetensors)."""
-    task = JointTuningTask(settings)
+    task = JointTuningTask(settings, precision=trainer.precision)
     metrics = Trainer(trainer, (settings,)).fit(task)
     if int(os.environ.get("RANK", "0")) == 0:
         output = Path(output) if output else Path(trainer.out_dir) / "toolbox.safetensors"

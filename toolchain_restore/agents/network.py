@@ -9,6 +9,7 @@ from torch import nn
 
 from ..envs.episode import NUM_ACTIONS
 from ..nn import DecoupledConv2d, parse_conv_kind
+from ..runtime import PrecisionMixin, check_module_precision, module_autocast
 from ..tools import NUM_TOOLS
 
 __all__ = ["SamePadConv2d", "SamePadDecoupledConv2d", "same_pad_conv", "RecurrentQNetwork", "LSTMState"]
@@ -52,7 +53,7 @@ def same_pad_conv(kind: str, in_channels: int, out_channels: int, kernel_size: i
                                   angular=angular, weighted=weighted)
 
 
-class RecurrentQNetwork(nn.Module):
+class RecurrentQNetwork(PrecisionMixin, nn.Module):
     """Q-network of RL-Restore (about 88k parameters).
 
     Features: conv 9x9 (32, stride 2), conv 5x5 (24, s2) x 3, ReLU, "same" padding, a 63x63
@@ -61,10 +62,16 @@ class RecurrentQNetwork(nn.Module):
 
     ``conv`` = 'plain' (the paper's) or a DCNet decoupled convolution for the four feature
     convolutions ('tanh_cos', 'weighted_seg_linear', ...: see ``toolchain_restore.nn``).
+
+    ``precision``: how it computes (None: the caller's autocast context; 'auto', 'fp32',
+    'bf16', 'fp16'; see ``toolchain_restore.runtime``). Action values and the LSTM state it
+    returns are float32 in every precision.
     """
 
-    def __init__(self, patch_size: int = 63, hidden: int = 50, features: int = 32, conv: str = "plain") -> None:
+    def __init__(self, patch_size: int = 63, hidden: int = 50, features: int = 32, conv: str = "plain",
+                 precision: str | None = None) -> None:
         super().__init__()
+        self.precision = check_module_precision(precision)
         self.patch_size = patch_size
         self.hidden = hidden
         self.conv = conv
@@ -115,11 +122,13 @@ class RecurrentQNetwork(nn.Module):
             )
         x = image.flatten(0, 1)
         x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
-        features = torch.relu(self.fc(self.convs(x).flatten(1))).view(steps, batch, -1)
         if state is None:
             state = self.initial_state(batch, image.device)
-        out, state = self.lstm(torch.cat([features, previous_action.float()], dim=-1), state)
-        values = self.head(out)
+        with module_autocast(self.precision, image.device):
+            features = torch.relu(self.fc(self.convs(x).flatten(1))).view(steps, batch, -1)
+            out, state = self.lstm(torch.cat([features, previous_action.to(features.dtype)], dim=-1), state)
+            values = self.head(out)
+        values, state = values.float(), (state[0].float(), state[1].float())
         return (values[0] if single else values), state
 
     def macs_per_step(self) -> int:

@@ -55,6 +55,10 @@ class RecurrentQPolicy:
     transposed copies of each patch (each copy keeps its own LSTM state): the same network
     and parameters, ``views`` times the multiply-adds per decision (``macs_per_decision``).
     Training always uses one view; the setting is for choosing tools.
+
+    ``precision`` (None keeps the network's own) sets how the network computes: 'auto',
+    'fp32', 'bf16' or 'fp16' (see ``toolchain_restore.runtime``); ``with_precision``
+    gives the same policy at another precision.
     """
 
     def __init__(
@@ -64,12 +68,16 @@ class RecurrentQPolicy:
         device: str | torch.device = "cpu",
         seed: int | np.random.Generator | None = None,
         views: int = 1,
+        precision: str | None = None,
     ) -> None:
         """``seed`` may be a Generator, which is then shared (not copied)."""
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         self.views = check_views(views)
-        self.network = (network or RecurrentQNetwork()).to(device)
+        network = network or RecurrentQNetwork()
+        if precision is not None:
+            network = network.with_precision(precision)
+        self.network = network.to(device)
         self.epsilon = epsilon
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
@@ -135,6 +143,19 @@ class RecurrentQPolicy:
         other.views = views
         return other
 
+    @property
+    def precision(self) -> str | None:
+        return self.network.precision
+
+    def with_precision(self, precision: str | None) -> "RecurrentQPolicy":
+        """This policy with its network computing at ``precision`` (the same parameters)."""
+        network = self.network.with_precision(precision)
+        if network is self.network:
+            return self
+        other = copy.copy(self)
+        other.network = network
+        return other
+
     def macs_per_decision(self) -> int:
         """Multiply-adds of one decision on one patch: the network's, once per view."""
         return self.views * self.network.macs_per_step()
@@ -151,7 +172,7 @@ class RecurrentQPolicy:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
-             views: int | None = None) -> "RecurrentQPolicy":
+             views: int | None = None, precision: str | None = None) -> "RecurrentQPolicy":
         """``views`` None: the number the file records (1 when it records none)."""
         _, config = read_metadata(path)
         network = RecurrentQNetwork(
@@ -160,13 +181,15 @@ class RecurrentQPolicy:
         )
         config = load_weights(network, path, POLICY_KIND)
         policy = cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device,
-                     views=int(config.get("views", 1)) if views is None else views)
+                     views=int(config.get("views", 1)) if views is None else views, precision=precision)
         policy.training_settings = config.get("training")
         return policy
 
 
 def load_agent(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-               views: int | None = None) -> RecurrentQPolicy:
+               views: int | None = None, precision: str | None = "auto") -> RecurrentQPolicy:
     """The shipped agent (``path=None``, see ``weights/agent.md``) or an agent file; ``views``
-    None keeps the file's number of symmetric views per decision."""
-    return RecurrentQPolicy.load(shipped_weights(SHIPPED_AGENT) if path is None else path, device=device, views=views)
+    None keeps the file's number of symmetric views per decision; ``precision`` as for
+    ``load_toolbox`` ('auto': bf16 where this machine runs it faster, else fp32)."""
+    return RecurrentQPolicy.load(shipped_weights(SHIPPED_AGENT) if path is None else path, device=device,
+                                 views=views, precision=precision)

@@ -18,6 +18,7 @@ import os
 import torch
 from torch import nn
 
+from ..runtime import PrecisionMixin, check_module_precision, module_autocast
 from ..nn import conv2d
 from ..data.tensors import check_image_batch
 from ..serialization import WeightsError, load_weights, read_metadata, save_weights
@@ -65,8 +66,10 @@ def _kaiming_init(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
-class _Baseline(nn.Module):
-    """What both baselines share: the multiply-add count, the config a file must record."""
+class _Baseline(PrecisionMixin, nn.Module):
+    """What both baselines share: the multiply-add count, the config a file must record,
+    and a precision of their own (``precision``, as the Toolbox's: None while training,
+    'auto' from :func:`load_baseline`)."""
 
     arch: str = ""
     default_depth: int = 0
@@ -107,7 +110,9 @@ class _Baseline(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x)
         x = x.contiguous(memory_format=torch.channels_last)
-        return x + self.sign * self.body(x)
+        with module_autocast(self.precision, x.device):
+            residual = self.body(x)
+        return x + self.sign * residual.to(x.dtype)
 
     @property
     def display_name(self) -> str:
@@ -198,8 +203,10 @@ def save_baseline(model: _Baseline, path: str | os.PathLike, **extra) -> None:
     save_weights(model, path, BASELINE_KIND, {**extra, **model.arch_config()})
 
 
-def load_baseline(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> _Baseline:
-    """Rebuild the baseline a file describes, load its weights, return it in eval mode.
+def load_baseline(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                  precision: str | None = "auto") -> _Baseline:
+    """Rebuild the baseline a file describes, load its weights, return it in eval mode,
+    computing at ``precision`` (see ``toolchain_restore.runtime``).
 
     The file's config (``model.config`` afterwards, as for the Toolbox) holds the architecture and whatever
     :func:`save_baseline` was given.
@@ -221,4 +228,5 @@ def load_baseline(path: str | os.PathLike, map_location: str | torch.device = "c
         raise WeightsError(f"{path}: corrupt baseline config {config} ({err})") from err
     load_weights(model, path, BASELINE_KIND)
     model.config = config
+    model.precision = check_module_precision(precision)
     return model.to(map_location, memory_format=torch.channels_last).eval()

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from ..data import Patch, PatchSampler, image_set
 from ..degrade import SEVERITY_BANDS, degrade
 from ..metrics import psnr
+from ..runtime import resolve_device, resolve_precision
 from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
 
 __all__ = [
@@ -58,10 +59,11 @@ def configure(
     training_rules: bool,
     render_mode: str | None,
     device: str,
+    precision: str = "auto",
 ) -> None:
     """Check the arguments shared by the single and the vector env and set them on ``env``."""
     check_arguments(level, split, max_steps, patch_size, render_mode, env.metadata["render_modes"])
-    from ..training import resolve_device
+    resolved = resolve_precision(precision, resolve_device(device))
 
     env.level = level
     env.split = split
@@ -71,7 +73,9 @@ def configure(
     env.render_mode = render_mode
     env.device = resolve_device(device)
     env.sampler = make_sampler(data, split, patch_size)
-    env.toolbox = shared_toolbox(toolbox, env.device)
+    env.toolbox = shared_toolbox(toolbox, env.device).with_precision(precision)
+    env.precision = resolved.precision
+    """The precision the tools compute at (what 'auto' resolved to on this device)."""
 
 
 def check_arguments(level: str, split: str, max_steps: int, patch_size: int, render_mode: str | None, render_modes) -> None:
@@ -101,11 +105,12 @@ def make_sampler(data, split: str, patch_size: int) -> PatchSampler:
 
 @lru_cache(maxsize=4)
 def _cached_toolbox(path: str | None, device: str) -> Toolbox:
-    return load_toolbox(path, device)
+    return load_toolbox(path, device, precision=None)
 
 
 def shared_toolbox(toolbox: Toolbox | str | None, device: torch.device) -> Toolbox:
-    """The shipped or a named toolbox, loaded once per process and device."""
+    """The shipped or a named toolbox, loaded once per process and device (its precision
+    is the caller's to set, with ``with_precision``)."""
     if isinstance(toolbox, Toolbox):
         return toolbox.to(device).eval()
     return _cached_toolbox(None if toolbox is None else str(toolbox), str(device))

@@ -84,6 +84,9 @@ class ToolchainRestoreEnv(gym.Env):
       when PSNR falls below the input's); off by default because they use the ground truth.
     - `render_mode`: None or "rgb_array" (input, current and clean side by side, chain below).
     - `device`: where the tools run: "cpu" (default), "cuda" or "auto".
+    - `precision`: how the tools compute: "auto" (default: bf16 where this machine runs it
+      faster than float32, else float32), "fp32", "bf16", or "fp16" on CUDA. States,
+      rewards and PSNR stay float32 (see `toolchain_restore.runtime`).
 
     ## Version History
     - v0: first version.
@@ -102,8 +105,10 @@ class ToolchainRestoreEnv(gym.Env):
         training_rules: bool = False,
         render_mode: str | None = None,
         device: str = "cpu",
+        precision: str = "auto",
     ) -> None:
-        configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device)
+        configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device,
+                  precision)
         self.observation_space = observation_space(patch_size, max_steps)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._patch: Patch | None = None

@@ -59,12 +59,14 @@ class ToolchainRestoreVectorEnv(VectorEnv):
         training_rules: bool = False,
         render_mode: str | None = None,
         device: str = "cpu",
+        precision: str = "auto",
         prefetch: bool = True,
     ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = num_envs
-        configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device)
+        configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device,
+                  precision)
 
         self.single_observation_space = observation_space(patch_size, max_steps)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)

@@ -13,7 +13,8 @@ from ..agents.baseline_policies import FixedChainPolicy, RandomPolicy, parse_cha
 from ..agents.oracle import Chain, all_chain_psnrs, best_fixed_chain
 from ..agents.policy import load_agent
 from ..tools import Toolbox, load_toolbox
-from ..training import resolve_device, settings_markdown
+from ..runtime import Precision, precision_summary, resolve_device
+from ..training import settings_markdown
 from .protocol import (CNNMethod, ExhaustiveOracleMethod, GreedyOracleMethod, InputMethod, Method, MethodResult,
                        PolicyMethod, evaluate)
 from .report import markdown_report, plot_report
@@ -63,6 +64,8 @@ class EvaluationSettings:
     """Longest toolchain."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    precision: Precision = "auto"
+    """How the agent, the tools and the CNN baselines compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA)."""
     out_dir: str = "runs/evaluate"
     """Where report.md, chart.png, results.json and TensorBoard scalars go."""
 
@@ -109,7 +112,7 @@ def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device)
         if name == "input":
             methods.append(InputMethod())
         elif name == "agent":
-            agent = load_agent(s.agent, device=device, views=s.agent_views)
+            agent = load_agent(s.agent, device=device, views=s.agent_views, precision=s.precision)
             methods.append(PolicyMethod("agent", agent, toolbox, agent.macs_per_decision(), s.max_steps))
         elif name == "random":
             methods.append(PolicyMethod("random", RandomPolicy(s.seed), toolbox, 0, s.max_steps))
@@ -125,7 +128,7 @@ def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device)
             from ..baselines import load_baseline
 
             for path in s.baselines or _shipped_baselines():
-                model = load_baseline(path).to(device)
+                model = load_baseline(path, precision=s.precision).to(device)
                 methods.append(CNNMethod(getattr(model, "display_name", Path(path).stem), model))
     return methods
 
@@ -142,7 +145,7 @@ def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     from torch.utils.tensorboard import SummaryWriter
 
     device = resolve_device(s.device)
-    toolbox = load_toolbox(s.toolbox, device)
+    toolbox = load_toolbox(s.toolbox, device, s.precision)
     start = time.perf_counter()
     sets = [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in test_sets_for(s)]
     methods = build_methods(s, toolbox, device)
@@ -150,12 +153,14 @@ def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out))
     writer.add_text("settings", settings_markdown(s), 0)
+    precision = precision_summary(s.precision, device)
+    writer.add_text("precision", precision, 0)
     results = evaluate(methods, sets, s.max_steps, writer)
     writer.close()
     report = markdown_report(results)
     command = "toolchain-restore evaluate " + " ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ' '.join(map(str, v))}"
                                                       for k, v in asdict(s).items() if v not in (None, [], ""))
-    (out / "report.md").write_text(f"# Evaluation\n\n{report}\n\nMade by `{command}` in {time.perf_counter() - start:.0f} s.\n")
+    (out / "report.md").write_text(f"# Evaluation\n\n{report}\n\nMade by `{command}` in {time.perf_counter() - start:.0f} s; {precision}.\n")
     plot_report(results, out / "chart.png")
     (out / "results.json").write_text(json.dumps([{k: v for k, v in asdict(r).items() if k != "restoration"}
                                                   for r in results], indent=2))

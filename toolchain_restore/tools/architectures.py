@@ -43,7 +43,8 @@ class SmallTool(nn.Module):
         _start_near_identity(self.body[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        # The residual is added in the input's float32 even when the body ran in bf16 / fp16.
+        return x + self.body(x).to(x.dtype)
 
 
 class ResidualBlock(nn.Module):
@@ -75,4 +76,4 @@ class LargeTool(nn.Module):
         h = self.reduce(torch.relu(self.head(x)))
         h = self.blocks(h)
         h = torch.relu(self.expand(h))
-        return x + self.tail(h)
+        return x + self.tail(h).to(x.dtype)

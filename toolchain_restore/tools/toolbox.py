@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data.tensors import check_image_batch
+from ..runtime import PrecisionMixin, check_module_precision, module_autocast
 from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
@@ -23,20 +24,26 @@ SEPARATE_TOOLBOX = "toolbox.safetensors"
 """The tools as trained one by one on their own bands, before joint fine-tuning (``toolbox.md``)."""
 
 
-class Toolbox(nn.Module):
+class Toolbox(PrecisionMixin, nn.Module):
     """The 12 restoration tools of RL-Restore.
 
     ``toolbox(x, i)`` applies tool ``i`` (0..11) to ``x``, a float tensor N x 3 x H x W
-    in [0, 1] of any spatial size, and returns ``x + tool_i(x)`` (not clipped).
+    in [0, 1] of any spatial size, and returns ``x + tool_i(x)`` (not clipped, float32).
     ``toolbox.apply(x, actions)`` runs each tool once on the rows that chose it.
+
+    ``precision``: how the tools compute (see ``toolchain_restore.runtime``): None (a new
+    toolbox's default: the caller's autocast context, as while training), 'auto', 'fp32',
+    'bf16' or 'fp16'. The residual addition of each tool is always float32.
+    ``toolbox.with_precision(p)`` is the same tools at another precision.
     """
 
-    def __init__(self, conv: str = "plain") -> None:
+    def __init__(self, conv: str = "plain", precision: str | None = None) -> None:
         super().__init__()
         self.specs: tuple[ToolSpec, ...] = TOOL_SPECS
         self.conv = conv
         """'plain' (the paper's tools) or a DCNet decoupled convolution in every layer ('tanh_cos', ...)."""
         self.tools = nn.ModuleList(SmallTool(conv) if s.size == "small" else LargeTool(conv) for s in TOOL_SPECS)
+        self.precision = check_module_precision(precision)
 
     def __len__(self) -> int:
         return NUM_TOOLS
@@ -51,8 +58,10 @@ class Toolbox(nn.Module):
 
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         check_image_batch(x)
-        # Channels-last (NHWC) convolutions run about a third faster with oneDNN and cuDNN.
-        return self.tools[self._check_tool(i)](x.contiguous(memory_format=torch.channels_last))
+        tool = self.tools[self._check_tool(i)]
+        with module_autocast(self.precision, x.device):
+            # Channels-last (NHWC) convolutions run about a third faster with oneDNN and cuDNN.
+            return tool(x.contiguous(memory_format=torch.channels_last))
 
     def apply(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Apply tool ``actions[n]`` to row ``n``; rows whose action is outside 0..11 pass unchanged."""
@@ -61,10 +70,11 @@ class Toolbox(nn.Module):
         if actions.shape != (x.shape[0],):
             raise ValueError(f"need one action per row: {x.shape[0]} rows, actions of shape {tuple(actions.shape)}")
         out = x.clone()
-        for i in torch.unique(actions).tolist():
-            if 0 <= i < NUM_TOOLS:
-                rows = (actions == i).nonzero(as_tuple=True)[0]
-                out[rows] = self.tools[i](x[rows].contiguous(memory_format=torch.channels_last))
+        with module_autocast(self.precision, x.device):
+            for i in torch.unique(actions).tolist():
+                if 0 <= i < NUM_TOOLS:
+                    rows = (actions == i).nonzero(as_tuple=True)[0]
+                    out[rows] = self.tools[i](x[rows].contiguous(memory_format=torch.channels_last))
         return out
 
     def macs(self, i: int, height: int, width: int) -> int:
@@ -75,9 +85,10 @@ class Toolbox(nn.Module):
         save_weights(self, path, WEIGHTS_KIND, {**config, "conv": self.conv})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "Toolbox":
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu",
+             precision: str | None = None) -> "Toolbox":
         _, config = read_metadata(path)
-        toolbox = cls(conv=str(config.get("conv", "plain")))
+        toolbox = cls(conv=str(config.get("conv", "plain")), precision=precision)
         toolbox.config = load_weights(toolbox, path, WEIGHTS_KIND)
         return toolbox.to(map_location)
 
@@ -86,16 +97,19 @@ class Toolbox(nn.Module):
 
 
 def load_toolbox(
-    path: str | os.PathLike | Toolbox | None = None, device: str | torch.device = "cpu"
+    path: str | os.PathLike | Toolbox | None = None, device: str | torch.device = "cpu",
+    precision: str | None = "auto",
 ) -> Toolbox:
     """The shipped toolbox (``path=None``: the jointly fine-tuned tools, ``SHIPPED_TOOLBOX``),
-    a toolbox file, or a Toolbox as is. The tools before joint fine-tuning are
-    ``load_toolbox(shipped_weights(SEPARATE_TOOLBOX))``.
+    a toolbox file, or a Toolbox (its tools, at ``precision``). The tools before joint
+    fine-tuning are ``load_toolbox(shipped_weights(SEPARATE_TOOLBOX))``.
 
-    The returned toolbox is in eval mode.
+    ``precision``: 'auto' (bf16 where this machine runs it faster, else fp32), 'fp32',
+    'bf16', 'fp16' (CUDA) or None (the caller's autocast context). The returned toolbox is
+    in eval mode.
     """
     if isinstance(path, Toolbox):
-        toolbox = path
+        toolbox = path.with_precision(precision)
     else:
-        toolbox = Toolbox.load(shipped_weights(SHIPPED_TOOLBOX) if path is None else path)
+        toolbox = Toolbox.load(shipped_weights(SHIPPED_TOOLBOX) if path is None else path, precision=precision)
     return toolbox.to(device, memory_format=torch.channels_last).eval()

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..serialization import atomic_write
 from ..nn import orthogonality_penalty, project_filters
+from ..runtime import Precision, autocast, check_precision, precision_summary, resolve_device, resolve_precision
 
 __all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown", "step_rng"]
 
@@ -61,8 +62,10 @@ class TrainerSettings:
     """Linear warm-up steps from 0 to lr."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this value (0 = no clipping)."""
-    amp: Literal["off", "fp16", "bf16"] = "off"
-    """Mixed precision: the task's forward pass under torch.autocast; fp16 (CUDA only) scales the loss against underflow."""
+    precision: Precision = "auto"
+    """How the networks compute (the task's forward pass under torch.autocast): auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA; the loss is scaled against underflow)."""
+    amp: Literal["off", "fp16", "bf16"] | None = None
+    """Deprecated spelling of precision (off = fp32); given, it replaces precision."""
     filter_projection_every: int = 0
     """DCNet: scale the decoupled convolutions' filters to unit norm every N steps (official: 100; 0 = never)."""
     orthogonality_weight: float = 0.0
@@ -84,6 +87,17 @@ class TrainerSettings:
     progress: bool = True
     """Show a progress bar."""
 
+    def __post_init__(self) -> None:
+        if self.amp is not None:
+            import warnings
+
+            warnings.warn("TrainerSettings.amp is deprecated; use precision ('fp32', 'bf16', 'fp16' or 'auto')",
+                          DeprecationWarning, stacklevel=3)
+            if self.amp not in ("off", "fp16", "bf16"):
+                raise ValueError(f"amp must be 'off', 'fp16' or 'bf16', got {self.amp!r}")
+            self.precision, self.amp = ("fp32" if self.amp == "off" else self.amp), None
+        check_precision(self.precision)
+
 
 class TrainingTask(Protocol):
     """What the trainer needs from a job."""
@@ -101,15 +115,6 @@ class TrainingTask(Protocol):
 
     def sample_images(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
         """Named 3 x H x W images in [0, 1] for TensorBoard (called on rank 0 only)."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for, but this machine has no CUDA device")
-    return device
 
 
 def lr_at(step: int, s: TrainerSettings) -> float:
@@ -243,8 +248,9 @@ class Trainer:
         torch.manual_seed(s.seed + 1000 * dist.rank)
         model = task.model.to(device)
         optimizer = self._make_optimizer(model)
-        autocast_dtype = _autocast_dtype(s.amp, device)
-        scaler = torch.amp.GradScaler(device.type, enabled=s.amp == "fp16")
+        choice = resolve_precision(s.precision, device)
+        precision = choice.precision
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         start = 0
         if s.resume and self.checkpoint_path.is_file():
             start = self._load_checkpoint(model, optimizer, device, scaler)
@@ -255,12 +261,14 @@ class Trainer:
         if is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            (out_dir / "settings.json").write_text(
-                json.dumps({type(x).__name__: asdict(x) for x in (s, *self.extra_settings)}, indent=2)
-            )
+            runtime = {"device": str(device), "precision": choice.precision, "precision_reason": choice.reason}
+            (out_dir / "settings.json").write_text(json.dumps(
+                {**{type(x).__name__: asdict(x) for x in (s, *self.extra_settings)}, "runtime": runtime}, indent=2))
             writer = SummaryWriter(str(out_dir))
             if start == 0:
                 writer.add_text("settings", settings_markdown(s, *self.extra_settings), 0)
+            # Every (re)start records what the precision resolved to on this machine.
+            writer.add_text("precision", precision_summary(s.precision, device), start)
 
         metrics: dict[str, float] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, s.prefetch))
@@ -283,7 +291,7 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 model.train()
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                with autocast(precision, device):
                     loss, logs = task.loss(model, batch, device)
                 if s.orthogonality_weight > 0:
                     penalty = orthogonality_penalty(model)
@@ -343,18 +351,6 @@ class Trainer:
         if is_main:
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
-
-
-def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "off":
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError(f"amp='fp16' needs a CUDA device (this run is on {device}); use amp='bf16' or 'off'")
-        return torch.float16
-    if amp == "bf16":
-        return torch.bfloat16
-    raise ValueError(f"amp must be 'off', 'fp16' or 'bf16', got {amp!r}")
 
 
 def _trainable(model: nn.Module) -> list[torch.Tensor]:

@@ -108,5 +108,5 @@ def test_the_vgg_loss_joins_the_generator_loss(tmp_path):
 def test_mixed_precision_step(tmp_path):
     settings = preset("cpu", height=64, width=64, train_scenes=2, test_scenes=1, num_d=1, n_local_enhancers=0)
     metrics = train_pix2pixhd(settings, trainer_defaults(out_dir=str(tmp_path), iterations=2, eval_every=2,
-                                                         checkpoint_every=2, progress=False, amp="bf16"))
+                                                         checkpoint_every=2, progress=False, precision="bf16"))
     assert np.isfinite(metrics["psnr"])

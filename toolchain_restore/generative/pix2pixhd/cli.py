@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...config import add_settings_arguments, given_settings, settings_from_args
+from ...config import add_precision_argument, add_settings_arguments, given_settings, settings_from_args
 
 __all__ = ["add_pix2pixhd_parser"]
 
@@ -168,6 +168,7 @@ def add_pix2pixhd_parser(sub: argparse._SubParsersAction) -> None:
         v.add_argument("--data", default=None, help="'procedural' or a folder in the official layout (default: the model's)")
         v.add_argument("--device", default="auto", help="auto, cpu or cuda")
         v.set_defaults(func=func)
+        add_precision_argument(v, autocast_run=True)
         if name == "encode-features":
             v.add_argument("--clusters", type=int, default=10, help="K-means clusters per class (reference: 10)")
             v.add_argument("--scenes", type=int, default=None, help="procedural training scenes (default: the model's)")

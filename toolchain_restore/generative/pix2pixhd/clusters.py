@@ -34,7 +34,7 @@ def encode_instances(model: Pix2PixHD, samples: Sequence[SynthesisSample], devic
         if s.image is None:
             raise ValueError(f"{s.name}: encoding features needs the real image")
         instance = torch.from_numpy(np.ascontiguousarray(s.instance)).long()[None].to(device)
-        features = model.encoder(to_model_image(s.image)[None].to(device), instance)[0].cpu().numpy()
+        features = model.encoder(to_model_image(s.image)[None].to(device), instance)[0].float().cpu().numpy()
         for ident in np.unique(s.instance):
             mask = s.instance == ident
             if mask.sum() < min_pixels:

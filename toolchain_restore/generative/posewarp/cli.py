@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ...config import add_settings_arguments, given_settings, settings_from_args
+from ...config import add_precision_argument, add_settings_arguments, given_settings, settings_from_args
 from ...training import TrainerSettings
 from .model import PoseWarpSettings
 
@@ -114,6 +114,7 @@ def add_posewarp_parser(sub: argparse._SubParsersAction) -> None:
     test.add_argument("--pairs", type=int, default=32, help="held-out pairs (default: 32)")
     test.add_argument("--output", default="results/posewarp", help="folder for the picture")
     test.set_defaults(func=_test)
+    add_precision_argument(test, autocast_run=True)
 
     synth = verbs.add_parser("synthesize", help="one source image in a target pose")
     synth.add_argument("--source", required=True, help="the source image")
@@ -125,3 +126,4 @@ def add_posewarp_parser(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--weights", help="a trained model (default: the shipped one)")
     synth.add_argument("--output", default="posewarp.png", help="picture to write: source | target pose | output")
     synth.set_defaults(func=_synthesize)
+    add_precision_argument(synth, autocast_run=True)

@@ -95,7 +95,7 @@ def synthesize(model: PoseWarp, pairs: Sequence[PosePair], device: str | torch.d
     for k in range(len(pairs)):
         item = {"output": from_model_image(result["output"][k])}
         if "masks" in result:
-            item["masks"] = result["masks"][k].cpu().numpy()
+            item["masks"] = result["masks"][k].float().cpu().numpy()
             item["warped"] = from_model_image(result["warped"][k].sum(0))
         out.append(item)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ...config import add_settings_arguments, given_settings, settings_from_args
+from ...config import add_precision_argument, add_settings_arguments, given_settings, settings_from_args
 
 __all__ = ["add_sims_parser"]
 
@@ -163,6 +163,7 @@ def add_sims_parser(sub: argparse._SubParsersAction) -> None:
                                                     "with, else the shipped one)")
         v.add_argument("--device", default="auto", help="auto (cpu), cpu or cuda")
         v.set_defaults(func=func)
+        add_precision_argument(v, autocast_run=True)
         if name == "synthesize":
             v.add_argument("layout", nargs="?", default=None, help="label map PNG (integer labels); default: a "
                                                                       "procedural test scene")

@@ -79,7 +79,7 @@ def paste_order(segments: Segments, orderer=None, size: int = 32) -> list[int]:
         if orderer is not None:
             device = next(orderer.parameters()).device
             masks, classes, boxes = pair_features(segments, pairs, size)
-            p = torch.sigmoid(orderer(masks.to(device), classes.to(device), boxes.to(device))).cpu().numpy()
+            p = torch.sigmoid(orderer(masks.to(device), classes.to(device), boxes.to(device))).float().cpu().numpy()
         else:
             p = (segments.boxes[pairs[:, 0], 2] > segments.boxes[pairs[:, 1], 2]).astype(np.float64)
         np.add.at(score, pairs[:, 0], p - 0.5)
