@@ -46,6 +46,8 @@ class JointTuningSettings:
     """Patches (toolchains) per step; the paper's 64."""
     max_steps: int = 3
     """Longest toolchain."""
+    augment: bool = False
+    """Put each training pair through one of the 8 flips / transposes at random."""
     eval_patches: int = 128
     """Held-out patches per severity in each evaluation."""
     eval_levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
@@ -119,7 +121,7 @@ class JointTuningTask:
         self.model = load_toolbox(start, "cpu", precision=None).train()
         self.agent: RecurrentQPolicy = load_agent(settings.agent, precision=precision)
         self.agent.network.requires_grad_(False)
-        self.sampler = make_sampler(settings.data, "train", self.agent.network.patch_size)
+        self.sampler = make_sampler(settings.data, "train", self.agent.network.patch_size, settings.augment)
         self._test_sets: dict | None = None
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -54,6 +54,8 @@ class CNNBaselineSettings:
     """Patches per step (per process under torchrun)."""
     training_rules: bool = True
     """Skip patches whose input is already above 50 dB, as the agent's training env does."""
+    augment: bool = False
+    """Put each training pair through one of the 8 flips / transposes at random."""
     eval_patches: int = 128
     """Held-out patches per severity (the agent's CPU preset evaluates 128)."""
     eval_patch_size: int = 63
@@ -96,14 +98,14 @@ class CNNBaselineTask:
         with torch.random.fork_rng():
             torch.manual_seed(settings.init_seed)
             if settings.init:
-                self.model = load_baseline(settings.init)
+                self.model = load_baseline(settings.init, precision=None)  # the trainer's autocast
                 if self.model.arch != settings.arch:
                     raise ValueError(f"--init {settings.init} is a {self.model.arch}, but arch is {settings.arch}")
             else:
                 self.model = BASELINE_ARCHITECTURES[settings.arch](depth=settings.depth, channels=settings.channels,
                                                                   conv=settings.conv)
         # The env's cached sampler: the same images and the same decoded-image cache.
-        self.sampler = make_sampler(settings.data, "train", settings.patch_size)
+        self.sampler = make_sampler(settings.data, "train", settings.patch_size, settings.augment)
         self._test_sets: dict[str, TestSet] | None = None
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

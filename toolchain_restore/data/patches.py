@@ -17,7 +17,7 @@ from ..degrade import DegradationParams
 from .cache import ImageCache
 from .images import ImageSet
 
-__all__ = ["SCALES", "Patch", "PatchSampler", "DegradeFn"]
+__all__ = ["SCALES", "Patch", "PatchSampler", "DegradeFn", "dihedral", "DIHEDRAL_TRANSFORMS"]
 
 SCALES: tuple[float, ...] = (1.0, 2.0 / 3.0, 1.0 / 3.0)
 """Each source image is used at full size, at 2/3 and at 1/3 (bicubic)."""
@@ -37,6 +37,23 @@ class Patch:
     """Which image, scale and position the patch came from."""
 
 
+DIHEDRAL_TRANSFORMS = 8
+"""The symmetries of a square: identity, flips, transposes and rotations."""
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """``image`` (H x W x C) under the ``k``-th of the 8 symmetries (0 = as is): transposed
+    for k >= 4, then flipped left-right if k is odd, then upside down if bit 1 of k is set."""
+    if not 0 <= k < DIHEDRAL_TRANSFORMS:
+        raise ValueError(f"k must be in 0..{DIHEDRAL_TRANSFORMS - 1}, got {k}")
+    out = image.transpose(1, 0, *range(2, image.ndim)) if k >= 4 else image
+    if k % 2:
+        out = out[:, ::-1]
+    if (k // 2) % 2:
+        out = out[::-1]
+    return np.ascontiguousarray(out)
+
+
 def rescale(image: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1.0:
         return image
@@ -46,7 +63,14 @@ def rescale(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 class PatchSampler:
-    """Draws random ``patch_size`` patches from an :class:`ImageSet` at the three scales."""
+    """Draws random ``patch_size`` patches from an :class:`ImageSet` at the three scales.
+
+    With ``augment``, each degraded patch and its clean patch go through the same one of
+    the 8 flips / transposes (drawn after the degradation, so the draws before it are those
+    of an unaugmented sampler). Blur is isotropic and noise independent per pixel, so the
+    pair is what degrading the transformed image would give, up to where JPEG's 8x8 grid
+    falls, which a random crop position varies anyway.
+    """
 
     def __init__(
         self,
@@ -54,9 +78,11 @@ class PatchSampler:
         patch_size: int = 63,
         scales: tuple[float, ...] = SCALES,
         cache_bytes: int = 256 * 2**20,
+        augment: bool = False,
     ) -> None:
         if patch_size < 1:
             raise ValueError(f"patch_size must be positive, got {patch_size}")
+        self.augment = augment
         self.images = images
         self.patch_size = patch_size
         self.scales = scales
@@ -94,9 +120,12 @@ class PatchSampler:
             left = int(rng.integers(image.shape[1] - size + 1))
             crop = (top, left, size, size)
             degraded, params = degrade_fn(image, rng, crop)
-            clean = image[top : top + size, left : left + size]
-            name = self.images.paths[index].name
-            return Patch(degraded, np.ascontiguousarray(clean), params, f"{name}@{self.scales[scale_index]:.3f}+{top},{left}")
+            clean = np.ascontiguousarray(image[top : top + size, left : left + size])
+            source = f"{self.images.paths[index].name}@{self.scales[scale_index]:.3f}+{top},{left}"
+            if self.augment:
+                k = int(rng.integers(DIHEDRAL_TRANSFORMS))
+                degraded, clean, source = dihedral(degraded, k), dihedral(clean, k), f"{source}~{k}"
+            return Patch(degraded, clean, params, source)
         raise ValueError(
             f"{self.images.name}: no image yields a {size}x{size} patch at any scale "
             f"(all unreadable or smaller than the patch)"

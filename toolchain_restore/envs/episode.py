@@ -92,15 +92,16 @@ def check_arguments(level: str, split: str, max_steps: int, patch_size: int, ren
 
 
 @lru_cache(maxsize=8)
-def _cached_sampler(data: str | None, split: str, patch_size: int) -> PatchSampler:
-    return PatchSampler(image_set(data, split), patch_size)
+def _cached_sampler(data: str | None, split: str, patch_size: int, augment: bool) -> PatchSampler:
+    return PatchSampler(image_set(data, split), patch_size, augment=augment)
 
 
-def make_sampler(data, split: str, patch_size: int) -> PatchSampler:
+def make_sampler(data, split: str, patch_size: int, augment: bool = False) -> PatchSampler:
     """Environments of one process share the decoded-image cache of the same data."""
     if data is None or isinstance(data, str):
-        return _cached_sampler(data, split, patch_size)
-    return PatchSampler(image_set(str(data), split) if not hasattr(data, "get") else data, patch_size)
+        return _cached_sampler(data, split, patch_size, augment)
+    images = image_set(str(data), split) if not hasattr(data, "get") else data
+    return PatchSampler(images, patch_size, augment=augment)
 
 
 @lru_cache(maxsize=4)

@@ -35,6 +35,8 @@ class ToolTrainingSettings:
     """Side of the training patches."""
     robust: bool = True
     """Add slight noise and slight JPEG to the inputs (the paper's robustness trick)."""
+    augment: bool = False
+    """Put each training pair through one of the 8 flips / transposes at random."""
     eval_patches: int = 64
     """Held-out patches per tool for the evaluation at the middle of its band."""
     init: str | None = None
@@ -87,7 +89,7 @@ class ToolTrainingTask:
         # Tools not being trained stay frozen, so the optimiser leaves them as they are.
         for i, tool in enumerate(self.model.tools):
             tool.requires_grad_(i in self.indices)
-        self.sampler = PatchSampler(image_set(settings.data, "train"), settings.patch_size)
+        self.sampler = PatchSampler(image_set(settings.data, "train"), settings.patch_size, augment=settings.augment)
         self.degrade_fns = {i: tool_degrade_fn(TOOL_SPECS[i], robust=settings.robust) for i in self.indices}
         self._test_sets: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
