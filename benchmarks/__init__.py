@@ -25,8 +25,11 @@ from typing import Any, Callable
 
 import torch
 
+from toolchain_restore import runtime
+
 __all__ = ["Section", "Target", "machine", "machine_slug", "machine_line", "median", "seconds", "print_section",
-           "resolve_device", "read_scalars", "timed_tool_inference", "run_alone"]
+           "resolve_device", "read_scalars", "timed_tool_inference", "run_alone", "native_bf16", "auto_choice",
+           "bf16_target"]
 
 
 @dataclass
@@ -96,6 +99,10 @@ def machine(device: str = "cpu") -> dict[str, Any]:
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
+    info["precision_auto"] = auto_choice(device)
+    info["cpu_capability"] = runtime.cpu_description()
+    native, why = native_bf16(device)
+    info["native_bf16"] = f"{'yes' if native else 'no'}: {why}"
     return info
 
 
@@ -111,7 +118,43 @@ def machine_line(device: str) -> str:
     info = machine(device)
     gpu = f" ({info['gpu']})" if "gpu" in info else ""
     return (f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, "
-            f"{info['memory_gib']} GiB, torch {info['torch']}, device {device}{gpu}")
+            f"{info['memory_gib']} GiB, torch {info['torch']}, device {device}{gpu}; "
+            f"precision auto -> {info['precision_auto']}; CPU: {info['cpu_capability']}")
+
+
+def auto_choice(device: str) -> str:
+    """What precision "auto" resolves to on ``device`` in this process, and why (the
+    benchmarks measure "auto" as a user gets it, TOOLCHAIN_RESTORE_PRECISION included, and say so)."""
+    return str(runtime.auto_precision(device))
+
+
+def native_bf16(device: str) -> tuple[bool, str]:
+    """Whether ``device`` computes bfloat16 natively (the bf16 targets apply only there), and why.
+
+    A CPU needs one of ``runtime.BF16_CPU_FLAGS`` (without them oneDNN emulates bf16, slower
+    than float32); a GPU, compute capability 8.0 or newer."""
+    if device.startswith("cuda"):
+        major, minor = torch.cuda.get_device_capability(torch.device(device))
+        return major >= 8, f"CUDA compute capability {major}.{minor}"
+    flags = runtime.cpu_flags()
+    if flags is None:
+        return False, "the CPU flags cannot be read"
+    found = [f for f in runtime.BF16_CPU_FLAGS if f in flags]
+    if found:
+        return True, "CPU flags " + ", ".join(found)
+    return False, f"the CPU has neither {' nor '.join(runtime.BF16_CPU_FLAGS)}: bf16 is emulated"
+
+
+def bf16_target(name: str, ratio: float | None, at_least: float, device: str, unit: str = "x") -> Target:
+    """A bf16 target: judged (``ratio >= at_least``) where ``device`` has native bf16, else n/a
+    (``met`` None) with the ratio still reported; ``ratio`` None: not measured in this run."""
+    native, why = native_bf16(device)
+    if ratio is None:
+        return Target(name, "not measured in this run" + ("" if native else f" (n/a: {why})"), None)
+    shown = f"{100 * ratio:.0f}%" if unit == "%" else f"{ratio:.2f}x"
+    if not native:
+        return Target(name, f"{shown} (n/a: {why})", None)
+    return Target(name, shown, ratio >= at_least)
 
 
 def median(values: list[float]) -> float:

@@ -1,6 +1,6 @@
 """Every benchmark, one report.
 
-    python -m benchmarks            # the full budget (about 80 minutes on a 2-core CPU, an hour of it DCNet's; a GPU when there is one)
+    python -m benchmarks            # the full budget (about 100 minutes on a 2-core CPU without native bf16, an hour of it DCNet's; a GPU when there is one)
     python -m benchmarks --quick    # minutes on 2 CPU cores (the smoke test runs this)
     python -m benchmarks --only quality whole_image_latency
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks import Section, machine, machine_slug, resolve_device
 
 BENCHMARKS = ("quality", "env_throughput", "tool_efficiency", "whole_image_latency", "data_pipeline", "agent_training",
-              "distributed", "dcnet", "synthesis", "posewarp")
+              "tool_training", "distributed", "dcnet", "synthesis", "posewarp")
 """Modules of this package, in report order; each has ``run(quick, device, figures) -> Section``."""
 
 

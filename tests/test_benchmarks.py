@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from benchmarks import Section, machine_slug
+from benchmarks import Section, Target, machine_slug, native_bf16
 
 
 def table_row(text: str, first: str) -> list[str]:
@@ -21,32 +21,55 @@ def percent(cell: str) -> float:
     return float(cell.split()[0].rstrip("%x"))
 
 
+def check_precision_stated(section: Section) -> None:
+    """The section says what precision "auto" resolved to, and its bf16 targets are n/a
+    (met None) exactly where this CPU has no native bf16."""
+    choice = section.raw["precision_auto"]
+    assert choice.split()[0] in ("fp32", "bf16") and choice in section.text
+    bf16_only = [t for t in section.targets if "native bf16)" in t.name]
+    native = native_bf16("cpu")[0]
+    assert all((t.met is None) != native or t.measured.startswith("not measured") for t in bf16_only), bf16_only
+
+
 def check_env_throughput(section: Section) -> None:
+    check_precision_stated(section)
     for n, r in section.raw["by_envs"].items():
         cells = table_row(section.text, n)
-        native, sync, asyn = (statistics.median(r[k]) for k in ("native", "sync", "async"))
+        native, sync, asyn, fp32 = (statistics.median(r[k]) for k in ("native", "sync", "async", "sync_fp32"))
         assert float(cells[1]) == pytest.approx(native, abs=0.51) and float(cells[2]) == pytest.approx(sync, abs=0.51)
-        assert percent(cells[4]) == pytest.approx(native / sync, abs=0.006)
-        assert percent(cells[5]) == pytest.approx(native / asyn, abs=0.006)
-        assert percent(cells[6]) == pytest.approx(100 * (1 - statistics.median(r["native_tool_share"])), abs=0.51)
-        assert min(native, sync, asyn) > 0
+        assert float(cells[4]) == pytest.approx(fp32, abs=0.51)
+        assert percent(cells[5]) == pytest.approx(native / sync, abs=0.006)
+        assert percent(cells[6]) == pytest.approx(native / asyn, abs=0.006)
+        assert percent(cells[7]) == pytest.approx(native / fp32, abs=0.006)
+        assert percent(cells[8]) == pytest.approx(100 * (1 - statistics.median(r["native_tool_share"])), abs=0.51)
+        assert min(native, sync, asyn, fp32) > 0
 
 
 def check_tool_efficiency(section: Section) -> None:
+    check_precision_stated(section)
     for batch, r in section.raw["by_batch"].items():
         cells = table_row(section.text, batch)
-        toolbox, ceiling = statistics.median(r["toolbox"]), statistics.median(r["ceiling"])
-        assert float(cells[1]) == pytest.approx(toolbox / 1e9, abs=0.006)
-        assert percent(cells[3]) == pytest.approx(100 * toolbox / ceiling, abs=0.51)
+        m = {k: statistics.median(v) for k, v in r.items()}
+        for k, kind in enumerate(("toolbox", "toolbox_bf16", "ceiling", "ceiling_bf16", "ceiling_bf16_weights")):
+            assert float(cells[1 + k]) == pytest.approx(m[kind] / 1e9, abs=0.006) and m[kind] > 0
+        assert percent(cells[6]) == pytest.approx(100 * m["toolbox"] / m["ceiling"], abs=0.51)
+        assert percent(cells[7]) == pytest.approx(100 * m["toolbox_bf16"] / m["ceiling_bf16"], abs=0.51)
+        assert percent(cells[8]) == pytest.approx(m["toolbox_bf16"] / m["toolbox"], abs=0.006)
+        assert percent(cells[9]) == pytest.approx(m["ceiling_bf16"] / m["ceiling"], abs=0.006)
+        assert percent(cells[10]) == pytest.approx(m["ceiling_bf16_weights"] / m["ceiling"], abs=0.006)
+    assert sum("bf16" in t.name for t in section.targets) == 2
 
 
 def check_whole_image_latency(section: Section) -> None:
+    check_precision_stated(section)
     for size, r in section.raw["by_size"].items():
         cells = table_row(section.text, size)
         t = {k: statistics.median(v) for k, v in r["seconds"].items()}
         assert percent(cells[4]) == pytest.approx(100 * t["vote"] / t["dncnn"], abs=0.51)
         assert percent(cells[5]) == pytest.approx(100 * t["blend"] / t["dncnn"], abs=0.51)
         assert percent(cells[7]) == pytest.approx(100 * r["macs"]["vote"] / r["macs"]["dncnn"], abs=0.51)
+        assert float(cells[8]) == pytest.approx(t["dncnn_fp32"], abs=0.0006)
+        assert percent(cells[9]) == pytest.approx(100 * t["vote"] / t["dncnn_fp32"], abs=0.51)
         # The agent's chains are far cheaper than the 17-layer CNN in multiply-adds.
         assert r["macs"]["vote"] < 0.5 * r["macs"]["dncnn"]
 
@@ -72,10 +95,43 @@ def check_data_pipeline(section: Section) -> None:
 
 
 def check_agent_training(section: Section) -> None:
-    for run in section.raw["runs"]:
-        assert run["steps_per_second"] > 0
-        assert 0 < run["tools"] <= run["environment"] + 0.02  # tool inference happens inside the env step
-        assert 0.5 < run["acting"] + run["environment"] + run["learning"] <= 1.0
+    check_precision_stated(section)
+    runs = section.raw["runs"]
+    assert set(runs) == {"fp32", "bf16"} and runs["fp32"]
+    for precision, precision_runs in runs.items():
+        for run in precision_runs:
+            assert run["steps_per_second"] > 0
+            assert 0 < run["tools"] <= run["environment"] + 0.02  # tool inference happens inside the env step
+            assert 0.5 < run["acting"] + run["environment"] + run["learning"] <= 1.0
+        cells = table_row(section.text, precision)
+        if precision_runs:
+            assert float(cells[1]) == pytest.approx(statistics.median(r["steps_per_second"] for r in precision_runs),
+                                                    abs=0.051)
+        else:  # skipped: only where bf16 is emulated and the budget says so
+            assert precision == "bf16" and not native_bf16("cpu")[0] and cells[1].startswith("not run")
+    if runs["bf16"]:
+        ratio = statistics.median(r["steps_per_second"] for r in runs["bf16"]) / statistics.median(
+            r["steps_per_second"] for r in runs["fp32"])
+        assert f"bf16 / fp32 steps per second: {ratio:.2f}x" in section.text
+
+
+def check_tool_training(section: Section) -> None:
+    check_precision_stated(section)
+    raw, p = section.raw, section.raw["params"]
+    for precision in ("fp32", "bf16"):
+        runs = raw["runs"][precision]
+        assert [r["seed"] for r in runs] == list(range(p["seeds"]))
+        for r in runs:
+            assert r["patches_per_second"] == pytest.approx(
+                statistics.median(r["step_rates"]) * p["batch_size"] * len(p["tools"]))
+            assert [s for s, _ in r["psnr_gain"]][-1] == p["iterations"]
+        final = [raw["start"][str(r["seed"])]["input_psnr"] + r["psnr_gain"][-1][1] for r in runs]
+        cells = table_row(section.text, precision)
+        assert float(cells[1]) == pytest.approx(statistics.median(r["patches_per_second"] for r in runs), abs=0.051)
+        assert float(cells[2]) == pytest.approx(statistics.mean(final), abs=0.0006)
+    # Same seed, same batches: the two precisions' curves are measured at the same steps.
+    assert [s for s, _ in raw["runs"]["fp32"][0]["psnr_gain"]] == [s for s, _ in raw["runs"]["bf16"][0]["psnr_gain"]]
+    assert any(t.name.startswith("bf16 and fp32 tool training") for t in section.targets)
 
 
 def check_distributed(section: Section) -> None:
@@ -127,7 +183,11 @@ CHECKS = {
     "quality": (check_quality, {"patches": 4}),
     "data_pipeline": (check_data_pipeline, {"folder_images": [3, 6], "seconds": 0.3, "workers": [1],
                                             "size": [200, 150]}),
-    "agent_training": (check_agent_training, {"total_steps": 80, "learning_starts": 40, "repeats": 1}),
+    # 32 steps of 32 envs: no gradient step, so that the emulated bf16 run (this CPU's) stays short.
+    "agent_training": (check_agent_training, {"total_steps": 32, "learning_starts": 32, "repeats": 1,
+                                              "emulated_bf16": "run"}),
+    "tool_training": (check_tool_training, {"tools": [5], "batch_size": 2, "patch_size": 24, "iterations": 6,
+                                            "eval_every": 3, "eval_patches": 4, "seeds": 1, "warmup": 1}),
     "dcnet": (check_dcnet, {"operators": ["plain", "tanh_cos"], "seeds": 1, "iterations": 10, "eval_every": 5,
                             "train_patches": 96, "test_patches": 48, "attack_patches": 24, "agent_steps": 60,
                             "agent_eval_patches": 4}),
@@ -160,13 +220,14 @@ def test_quick_mode_end_to_end(tmp_path):
     folder = tmp_path / report.stem
     raw = json.loads((folder / "raw.json").read_text())
     assert raw["machine"]["torch"] and raw["machine"]["cores"] >= 1 and "| torch |" in text
+    assert "| precision auto |" in text and "| cpu capability |" in text and "| native bf16 |" in text
     assert len(raw["sections"]) == len(BENCHMARKS)
     for title in raw["sections"]:
         assert f"## {title}" in text
     # Every figure the report links to exists.
     for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
         assert (tmp_path / link).stat().st_size > 1000
-    assert {"quality.png", "distributed.png"} <= {p.name for p in folder.iterdir()}
+    assert {"quality.png", "distributed.png", "tool_training.png"} <= {p.name for p in folder.iterdir()}
     # The ratios printed in the report, recomputed from the raw figures printed with it.
     sections = raw["sections"]
     for module, (check, _) in CHECKS.items():
@@ -180,14 +241,55 @@ def test_quick_mode_end_to_end(tmp_path):
 
 _TITLES = {"env_throughput": "environment throughput", "tool_efficiency": "tool inference", "quality": "quality",
            "whole_image_latency": "whole-image", "data_pipeline": "data pipeline", "agent_training": "agent training",
-           "dcnet": "dcnet", "synthesis": "image synthesis"}
+           "dcnet": "dcnet", "synthesis": "image synthesis", "tool_training": "tool training"}
 
 
 def _targets(text: str, title: str):
-    from benchmarks import Target
-
     rows = [line for line in text.splitlines() if line.startswith("| ") and line.rstrip().endswith(f"| {title} |")]
-    return [Target(c[0], c[1], c[2] == "yes") for c in ([x.strip() for x in r.strip("|").split("|")] for r in rows)]
+    met = {"yes": True, "no": False, "n/a": None}
+    return [Target(c[0], c[1], met[c[2]]) for c in ([x.strip() for x in r.strip("|").split("|")] for r in rows)]
+
+
+def test_machine_states_what_auto_chose_and_the_cpu_capability():
+    from benchmarks import machine, machine_line
+    from toolchain_restore import runtime
+
+    info = machine("cpu")
+    assert info["precision_auto"] == str(runtime.auto_precision("cpu"))
+    assert info["cpu_capability"] == runtime.cpu_description()
+    assert info["native_bf16"].startswith("yes" if native_bf16("cpu")[0] else "no")
+    line = machine_line("cpu")
+    assert info["precision_auto"] in line and info["cpu_capability"] in line
+
+
+@pytest.mark.parametrize("flags, native", [(frozenset({"avx2"}), False), (frozenset({"avx2", "amx_bf16"}), True),
+                                           (None, False)])
+def test_bf16_targets_are_judged_only_on_a_cpu_with_native_bf16(monkeypatch, flags, native):
+    from benchmarks import agent_training, bf16_target, env_throughput, tool_efficiency, tool_training
+    from toolchain_restore import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: flags)
+    assert native_bf16("cpu")[0] is native
+    judged = (lambda ok: ok) if native else (lambda ok: None)
+    figures = {"toolbox": 1.0, "toolbox_bf16": 3.0, "ceiling": 2.0, "ceiling_bf16": 4.0, "ceiling_bf16_weights": 4.0}
+    one = {k: [v] for k, v in figures.items()}
+    bf16 = [t for t in tool_efficiency._targets({"1": one, "32": one}, "cpu") if "native bf16)" in t.name]
+    assert [t.met for t in bf16] == [judged(True), judged(True)]  # 3x the fp32 toolbox, 75% of the bf16 ceiling
+    assert bf16[0].measured.startswith("3.00x") and bf16[1].measured.startswith("75%")
+    # Not measured at batch 32: n/a everywhere.
+    assert [t.met for t in tool_efficiency._targets({"8": one}, "cpu") if "batch 32" in t.name] == [None]
+    env = {"native": [150.0], "sync": [100.0], "async": [100.0], "sync_fp32": [100.0], "native_tool_share": [0.9]}
+    target = env_throughput._targets(env, "cpu")[-1]
+    assert "native bf16)" in target.name and target.met is judged(False) and target.measured.startswith("1.50x")
+    assert bf16_target("x", 2.0, 1.8, "cpu").met is judged(True)
+    assert agent_training.precisions_to_run("cpu", "skip") == (("fp32", "bf16") if native else ("fp32",))
+    assert agent_training.precisions_to_run("cpu", "run") == ("fp32", "bf16")
+    run_ = lambda seed, rate, gain: {"seed": seed, "patches_per_second": rate, "psnr_gain": [[4, gain]]}  # noqa: E731
+    raw = {"start": {"0": {"input_psnr": 30.0, "gain": 0.0}, "1": {"input_psnr": 30.0, "gain": 0.0}},
+           "runs": {"fp32": [run_(0, 100.0, 1.0), run_(1, 100.0, 1.2)], "bf16": [run_(0, 250.0, 1.05), run_(1, 250.0, 1.3)]}}
+    speed, agree = tool_training._targets(raw, "cpu")
+    assert speed.met is judged(True) and speed.measured.startswith("2.50x")
+    assert agree.met is True  # 0.075 dB apart: within 0.2 dB, the fp32 seeds' range, on every machine
 
 
 @pytest.mark.parametrize("values, reference, higher_is_better, verdict", [
