@@ -219,6 +219,32 @@ def _restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _combine_tools(args: argparse.Namespace) -> int:
+    from .serialization import WeightsError
+    from .tools import combine_toolboxes
+
+    parts = []
+    for part in args.part:
+        path, _, numbers = part.rpartition(":")
+        try:
+            tools = [int(t) for t in numbers.split(",") if t]
+        except ValueError:
+            tools = []
+        if not path or not tools:
+            print(f"error: --part takes FILE:TOOLS with tool numbers separated by commas, e.g. "
+                  f"runs/a/toolbox.safetensors:1,2,3; got {part!r}", file=sys.stderr)
+            return 2
+        parts.append((path, tools))
+    try:
+        toolbox = combine_toolboxes(parts)
+    except (ValueError, WeightsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    toolbox.save(args.output, **toolbox.config)
+    print(f"wrote {args.output}: " + ", ".join(f"tools {','.join(map(str, t))} from {p}" for p, t in parts))
+    return 0
+
+
 def _corpus(args: argparse.Namespace) -> int:
     from .data.corpus import CorpusError, build_corpus
 
@@ -351,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_pix2pixhd_parser(sub)
     add_posewarp_parser(sub)
     add_sims_parser(sub)
+
+    p = sub.add_parser("combine-tools", help="one toolbox file from tools trained in separate runs")
+    p.add_argument("--part", action="append", required=True, metavar="FILE:TOOLS",
+                   help="a toolbox file and the tools (1..12, comma-separated) to take from it; every tool from one part")
+    p.add_argument("--output", required=True, help="the toolbox file to write")
+    p.set_defaults(func=_combine_tools)
 
     p = sub.add_parser("corpus", help="the corpus of natural photographs from Debian packages and PyPI wheels")
     corpus_sub = p.add_subparsers(dest="corpus_command", required=True)

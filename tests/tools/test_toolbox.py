@@ -374,3 +374,28 @@ def test_tool_params_with_a_fixed_value(spec):
     own = {"blur": p.blur_std, "noise": p.noise_std, "jpeg": p.jpeg_quality}[spec.distortion]
     expected = round(spec.mid) if spec.distortion == "jpeg" else spec.mid
     assert own == pytest.approx(expected)
+
+
+def test_combine_tools_takes_each_tool_from_its_part(tmp_path):
+    from toolchain_restore.cli import main
+    from toolchain_restore.tools import combine_toolboxes
+
+    torch.manual_seed(1)
+    a, b = Toolbox(), Toolbox()
+    a.save(tmp_path / "a.safetensors")
+    b.save(tmp_path / "b.safetensors")
+    parts = [(tmp_path / "a.safetensors", range(1, 7)), (tmp_path / "b.safetensors", range(7, 13))]
+    combined = combine_toolboxes(parts)
+    for i in range(12):
+        source = a if i < 6 else b
+        for p, q in zip(combined.tools[i].parameters(), source.tools[i].parameters()):
+            assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="no part gives tools \\[12\\]"):
+        combine_toolboxes([(tmp_path / "a.safetensors", range(1, 12))])
+    with pytest.raises(ValueError, match="tool 6 is given by both"):
+        combine_toolboxes([parts[0], (tmp_path / "b.safetensors", range(6, 13))])
+    out = tmp_path / "c.safetensors"
+    assert main(["combine-tools", "--part", f"{tmp_path}/a.safetensors:1,2,3,4,5,6",
+                 "--part", f"{tmp_path}/b.safetensors:7,8,9,10,11,12", "--output", str(out)]) == 0
+    assert Toolbox.load(out).config["combined_from"]["12"].endswith("b.safetensors")
+    assert main(["combine-tools", "--part", "a.safetensors", "--output", str(out)]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from ..serialization import load_weights, read_metadata, save_weights, shipped_w
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
 
-__all__ = ["Toolbox", "load_toolbox", "SHIPPED_TOOLBOX", "SEPARATE_TOOLBOX", "WEIGHTS_KIND"]
+__all__ = ["Toolbox", "load_toolbox", "combine_toolboxes", "SHIPPED_TOOLBOX", "SEPARATE_TOOLBOX", "WEIGHTS_KIND"]
 
 WEIGHTS_KIND = "toolchain_restore.Toolbox"
 SHIPPED_TOOLBOX = "toolbox_joint.safetensors"
@@ -113,3 +114,30 @@ def load_toolbox(
     else:
         toolbox = Toolbox.load(shipped_weights(SHIPPED_TOOLBOX) if path is None else path, precision=precision)
     return toolbox.to(device, memory_format=torch.channels_last).eval()
+
+
+def combine_toolboxes(parts: Sequence[tuple[str | os.PathLike, Sequence[int]]]) -> Toolbox:
+    """One toolbox from several files, each giving the tools numbered (1..12) beside it, so
+    that tools trained in separate runs (or processes) ship as one file. Every tool must
+    come from exactly one part, and all parts must share one kind of convolution. The
+    result records which file each tool came from (``config["combined_from"]``)."""
+    owners: dict[int, str] = {}
+    for path, tools in parts:
+        for t in tools:
+            if not 1 <= int(t) <= NUM_TOOLS:
+                raise ValueError(f"{path}: tool numbers are 1..{NUM_TOOLS}, got {t}")
+            if int(t) in owners:
+                raise ValueError(f"tool {t} is given by both {owners[int(t)]} and {path}")
+            owners[int(t)] = str(path)
+    missing = sorted(set(range(1, NUM_TOOLS + 1)) - set(owners))
+    if missing:
+        raise ValueError(f"no part gives tools {missing}")
+    loaded = {path: Toolbox.load(path) for path in dict.fromkeys(owners.values())}
+    convs = {tb.conv for tb in loaded.values()}
+    if len(convs) > 1:
+        raise ValueError(f"the parts have different convolutions: {sorted(convs)}")
+    combined = Toolbox(conv=convs.pop())
+    for t, path in owners.items():
+        combined.tools[t - 1].load_state_dict(loaded[path].tools[t - 1].state_dict())
+    combined.config = {"combined_from": {str(t): owners[t] for t in sorted(owners)}}
+    return combined
