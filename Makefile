@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: corpus-tools demo test install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -24,6 +24,24 @@ install: $(VENV)/.installed
 CORPUS ?= runs/corpus
 corpus: $(VENV)/.installed
 	$(BIN)/toolchain-restore corpus build $(CORPUS)
+
+# The stack of issue 17, trained on the corpus's dev view (train images only; its val split
+# chooses settings, its test split is never read). Stage 1: the 12 tools, 15,000 steps of 16
+# patches each (10x the embedded default's budget), in two processes of one thread whose
+# tools cost about the same, then one file. Each resumes from its checkpoint when rerun.
+CORPUS_TOOLS_A := 1 2 3 4 5 7
+CORPUS_TOOLS_B := 6 8 9 10 11 12
+CORPUS_TOOL_FLAGS := --data $(CORPUS)/dev --augment true --iterations 15000 --batch-size 16 --lr 5e-4 --warmup 200 \
+	--lr-min 1e-5 --schedule cosine --eval-every 1000 --eval-patches 128 --checkpoint-every 200 --progress false
+corpus-tools: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-tools --tools $(CORPUS_TOOLS_A) $(CORPUS_TOOL_FLAGS) \
+		--out-dir runs/corpus_tools_a > runs/corpus_tools_a.log 2>&1 & \
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-tools --tools $(CORPUS_TOOLS_B) $(CORPUS_TOOL_FLAGS) \
+		--out-dir runs/corpus_tools_b > runs/corpus_tools_b.log 2>&1 & \
+	wait
+	$(BIN)/toolchain-restore combine-tools --part runs/corpus_tools_a/toolbox.safetensors:$(shell echo $(CORPUS_TOOLS_A) | tr ' ' ,) \
+		--part runs/corpus_tools_b/toolbox.safetensors:$(shell echo $(CORPUS_TOOLS_B) | tr ' ' ,) \
+		--output runs/corpus_tools/toolbox.safetensors
 
 # How the shipped toolbox was trained (see toolchain_restore/weights/toolbox.md): all 12
 # tools, then a second stage for the two tools that a heavier tool of their type rivalled.

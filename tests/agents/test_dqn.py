@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from toolchain_restore.agents.dqn import CPU_PRESET, DQNSettings, evaluate_agent, preset, train
+from toolchain_restore.agents.network import RecurrentQNetwork
 from toolchain_restore.agents.policy import RecurrentQPolicy
 from toolchain_restore.agents.replay import Episode, EpisodeReplay
 
@@ -134,3 +135,19 @@ def test_second_stage_starts_from_an_agent(tmp_path):
     settings = _resume_settings(tmp_path / "run", 8, init_agent=str(tmp_path / "start.safetensors"), learning_starts=1000)
     trained = train(settings, progress=False)  # no learning in 8 steps: the weights are the start agent's
     assert all(torch.equal(x, y) for x, y in zip(_weights(trained), _weights(start)))
+
+
+def test_bf16_training_learns_and_records_its_precision(tmp_path, one_thread):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = DQNSettings(num_envs=2, total_steps=24, replay_steps=100, learning_starts=8, train_every=4,
+                           batch_episodes=4, epsilon_decay_steps=20, eval_every=1000, eval_patches=2,
+                           precision="bf16", device="cpu", out_dir=str(tmp_path))
+    torch.manual_seed(settings.seed)  # as train does before building its network
+    before = RecurrentQNetwork().state_dict()["head.weight"].clone()
+    policy = train(settings, progress=False)
+    assert policy.precision == "bf16"
+    assert not torch.equal(before, policy.network.state_dict()["head.weight"])  # gradient steps ran
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert "precision" in events.Tags()["tensors"] or "precision/text_summary" in events.Tags()["tensors"]

@@ -63,9 +63,9 @@ class RecurrentQNetwork(PrecisionMixin, nn.Module):
     ``conv`` = 'plain' (the paper's) or a DCNet decoupled convolution for the four feature
     convolutions ('tanh_cos', 'weighted_seg_linear', ...: see ``toolchain_restore.nn``).
 
-    ``precision``: how it computes (None: the caller's autocast context; 'auto', 'fp32',
-    'bf16', 'fp16'; see ``toolchain_restore.runtime``). Action values and the LSTM state it
-    returns are float32 in every precision.
+    ``precision``: how its convolutions and first linear layer compute (None: the caller's
+    autocast context; 'auto', 'fp32', 'bf16', 'fp16'; see ``toolchain_restore.runtime``). The
+    LSTM and the head run in float32, so action values and the LSTM state are float32.
     """
 
     def __init__(self, patch_size: int = 63, hidden: int = 50, features: int = 32, conv: str = "plain",
@@ -126,9 +126,11 @@ class RecurrentQNetwork(PrecisionMixin, nn.Module):
             state = self.initial_state(batch, image.device)
         with module_autocast(self.precision, image.device):
             features = torch.relu(self.fc(self.convs(x).flatten(1))).view(steps, batch, -1)
-            out, state = self.lstm(torch.cat([features, previous_action.to(features.dtype)], dim=-1), state)
+        # The LSTM and the head are a sliver of the work and hold the recurrent state: float32
+        # in every precision (oneDNN has no bf16 LSTM on CPUs without native bf16, either).
+        with torch.autocast(image.device.type, enabled=False):
+            out, state = self.lstm(torch.cat([features.float(), previous_action.float()], dim=-1), state)
             values = self.head(out)
-        values, state = values.float(), (state[0].float(), state[1].float())
         return (values[0] if single else values), state
 
     def macs_per_step(self) -> int:
