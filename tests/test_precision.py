@@ -52,7 +52,7 @@ def _mean_psnr(E: torch.Tensor, H: torch.Tensor) -> float:
 @pytest.mark.parametrize("tool", range(NUM_TOOLS), ids=[f"tool{i + 1}" for i in range(NUM_TOOLS)])
 def test_every_tool_in_bf16_is_within_0_02_db_of_fp32(toolboxes, tool, one_thread):
     fp32, bf16 = toolboxes
-    band_L, band_H = band_test_set(TOOL_SPECS[tool], 12)
+    band_L, band_H = band_test_set(TOOL_SPECS[tool], 8)
     sample_L, sample_H = _official_samples()
     for L, H in ((band_L, band_H), (sample_L, sample_H)):
         out32, out16 = fp32(L, tool), bf16(L, tool)
@@ -67,7 +67,7 @@ def test_the_agents_greedy_chains_in_bf16_end_within_0_02_db(toolboxes, one_thre
     agent32 = load_agent(precision="fp32")
     agent16 = agent32.with_precision("bf16")
     sample_L, sample_H = _official_samples()
-    test = held_out_set("moderate", 40)
+    test = held_out_set("moderate", 28)
     L, H = torch.cat([test.L, sample_L]), torch.cat([test.H, sample_H])
     E32, chains32, _ = run_policy(agent32, fp32, L)
     E16, chains16, _ = run_policy(agent16, bf16, L)
@@ -80,7 +80,7 @@ def test_the_agents_greedy_chains_in_bf16_end_within_0_02_db(toolboxes, one_thre
 @torch.no_grad()
 @pytest.mark.parametrize("name", ["dncnn", "vdsr"])
 def test_cnn_baselines_in_bf16_are_within_0_02_db(name, one_thread):
-    test = held_out_set("moderate", 12)
+    test = held_out_set("moderate", 6)
     model = load_baseline(shipped_weights(f"{name}.safetensors"), precision="fp32")
     out32, out16 = model(test.L), model.with_precision("bf16")(test.L)
     assert out16.dtype == torch.float32
