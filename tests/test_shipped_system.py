@@ -115,3 +115,14 @@ def test_agent_beats_the_baseline_policies_on_independently_degraded_patches(ind
 def test_agent_gain_is_near_the_greedy_oracles_on_independently_degraded_patches(independent_results):
     # The same floor as on the project's own degradation (agent.md has the measured share).
     assert independent_results["moderate", "agent"].gain >= 0.80 * independent_results["moderate", "greedy oracle"].gain
+
+
+@pytest.mark.xfail(strict=True, reason="target not met yet (issue 17): the shipped agent never stops first on nearly "
+                                       "clean patches (0 of 64; it takes them from 54.5 to 28.6 dB on average)")
+def test_the_agent_stops_first_on_clean_or_nearly_clean_patches():
+    from toolchain_restore.evaluation.protocol import run_policy
+
+    test = held_out_set("clean", 64, seed=SEED)
+    with torch.no_grad():
+        _, chains, _ = run_policy(load_agent(), load_toolbox(), test.L)
+    assert np.mean([len(c) == 0 for c in chains]) >= 0.9

@@ -151,3 +151,14 @@ def test_bf16_training_learns_and_records_its_precision(tmp_path, one_thread):
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert "precision" in events.Tags()["tensors"] or "precision/text_summary" in events.Tags()["tensors"]
+
+
+def test_clean_fraction_reaches_the_envs_and_the_evaluations(tmp_path, one_thread):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = DQNSettings(num_envs=2, total_steps=12, replay_steps=100, learning_starts=1000, eval_every=12,
+                           eval_patches=2, clean_fraction=0.5, device="cpu", out_dir=str(tmp_path))
+    train(settings, progress=False)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert {"eval/clean/stop_first", "eval/moderate/stop_first"} <= set(events.Tags()["scalars"])

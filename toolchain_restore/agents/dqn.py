@@ -83,6 +83,8 @@ class DQNSettings:
     """Huber loss threshold."""
     training_rules: bool = True
     """The official training-only env rules (skip patches above 50 dB, end when PSNR drops below the input's)."""
+    clean_fraction: float = 0.0
+    """Share of training episodes on nearly clean patches (the envs' clean_fraction), where stopping at once is usually right; 0 = the paper's stream. Above 0, evaluations also score the 'clean' level."""
     max_steps: int = 3
     """Longest toolchain."""
     conv: str = "plain"
@@ -155,6 +157,7 @@ def evaluate_agent(
         "psnr": float(np.mean(final)),
         "gain": float(np.mean(final - input_psnr)),
         "chain_length": float(np.mean([len(c) for c in chains])),
+        "stop_first": float(np.mean([len(c) == 0 for c in chains])),
         **{f"tool_usage/tool{k + 1:02d}": float(usage[k] / max(1, usage.sum())) for k in range(NUM_TOOLS)},
     }
 
@@ -270,7 +273,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
 
     envs = ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
                                      max_steps=s.max_steps, training_rules=s.training_rules, device=str(device),
-                                     precision=s.precision)
+                                     precision=s.precision, clean_fraction=s.clean_fraction)
     global_step, updates = counters["global_step"], counters["updates"]
     next_eval, next_sync = counters["next_eval"], counters["next_sync"]
     next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
@@ -368,7 +371,7 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
 
         if global_step >= next_eval or global_step >= s.total_steps:
             next_eval += s.eval_every
-            for level in ("mild", "moderate", "severe"):
+            for level in ("mild", "moderate", "severe") + (("clean",) if s.clean_fraction > 0 else ()):
                 result = evaluate_agent(policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps,
                                         device=device, precision=s.precision)
                 for key, value in result.items():

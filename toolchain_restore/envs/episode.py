@@ -12,7 +12,7 @@ from gymnasium import spaces
 from PIL import Image, ImageDraw
 
 from ..data import Patch, PatchSampler, image_set
-from ..degrade import SEVERITY_BANDS, degrade
+from ..degrade import SEVERITY_BANDS, DegradationParams, degrade
 from ..metrics import psnr
 from ..runtime import resolve_device, resolve_precision
 from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
@@ -21,6 +21,9 @@ __all__ = [
     "STOP",
     "NUM_ACTIONS",
     "MAX_INPUT_PSNR",
+    "NEAR_CLEAN",
+    "LEVELS",
+    "near_clean_params",
     "observation_space",
     "check_arguments",
     "configure",
@@ -36,6 +39,14 @@ STOP = NUM_TOOLS
 NUM_ACTIONS = NUM_TOOLS + 1
 MAX_INPUT_PSNR = 50.0
 """Training rules: patches already above this PSNR are not worth an episode."""
+NEAR_CLEAN = "clean"
+"""A level beside the protocol's three severities: nearly clean patches, on which the right
+first action is usually to stop. Each of blur (std up to ``NEAR_CLEAN_BLUR``), noise (std up
+to ``NEAR_CLEAN_NOISE``) and JPEG (quality from ``NEAR_CLEAN_JPEG``) is present with
+probability 1/2; with none of them the patch is its own clean image."""
+LEVELS: tuple[str, ...] = (*SEVERITY_BANDS, NEAR_CLEAN)
+NEAR_CLEAN_BLUR, NEAR_CLEAN_NOISE, NEAR_CLEAN_JPEG = 0.5, 2.0, 90
+NO_JPEG = 101
 
 
 def observation_space(patch_size: int, max_steps: int) -> spaces.Dict:
@@ -60,9 +71,11 @@ def configure(
     render_mode: str | None,
     device: str,
     precision: str = "auto",
+    clean_fraction: float = 0.0,
 ) -> None:
     """Check the arguments shared by the single and the vector env and set them on ``env``."""
-    check_arguments(level, split, max_steps, patch_size, render_mode, env.metadata["render_modes"])
+    check_arguments(level, split, max_steps, patch_size, render_mode, env.metadata["render_modes"], clean_fraction)
+    env.clean_fraction = float(clean_fraction)
     resolved = resolve_precision(precision, resolve_device(device))
 
     env.level = level
@@ -78,9 +91,12 @@ def configure(
     """The precision the tools compute at (what 'auto' resolved to on this device)."""
 
 
-def check_arguments(level: str, split: str, max_steps: int, patch_size: int, render_mode: str | None, render_modes) -> None:
-    if level not in SEVERITY_BANDS:
-        raise ValueError(f"level must be one of {sorted(SEVERITY_BANDS)}, got {level!r}")
+def check_arguments(level: str, split: str, max_steps: int, patch_size: int, render_mode: str | None, render_modes,
+                    clean_fraction: float = 0.0) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {sorted(SEVERITY_BANDS)} or {NEAR_CLEAN!r}, got {level!r}")
+    if not isinstance(clean_fraction, (int, float)) or not 0.0 <= clean_fraction <= 1.0:
+        raise ValueError(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if not isinstance(max_steps, int) or max_steps < 1:
@@ -117,16 +133,37 @@ def shared_toolbox(toolbox: Toolbox | str | None, device: torch.device) -> Toolb
     return _cached_toolbox(None if toolbox is None else str(toolbox), str(device))
 
 
-def draw_patch(sampler: PatchSampler, rng: np.random.Generator, level: str, training_rules: bool) -> tuple[Patch, float]:
-    """An episode's patch and its input PSNR, drawn with ``rng`` only."""
+def near_clean_params(rng: np.random.Generator) -> DegradationParams:
+    """The distortions of one :data:`NEAR_CLEAN` patch, drawn with ``rng``."""
+    blur = float(rng.uniform(0.0, NEAR_CLEAN_BLUR)) if rng.random() < 0.5 else 0.0
+    noise = float(rng.uniform(0.0, NEAR_CLEAN_NOISE)) if rng.random() < 0.5 else 0.0
+    quality = int(rng.integers(NEAR_CLEAN_JPEG, 101)) if rng.random() < 0.5 else NO_JPEG
+    return DegradationParams(blur, noise, quality)
 
+
+def _degrade_at(level: str):
     def fn(image, r, crop):
-        return degrade(image, level, r, crop=crop)
+        if level != NEAR_CLEAN:
+            return degrade(image, level, r, crop=crop)
+        p = near_clean_params(r)
+        return degrade(image, rng=r, blur_std=p.blur_std, noise_std=p.noise_std, jpeg_quality=p.jpeg_quality,
+                       crop=crop)[0], p
 
+    return fn
+
+
+def draw_patch(sampler: PatchSampler, rng: np.random.Generator, level: str, training_rules: bool,
+               clean_fraction: float = 0.0) -> tuple[Patch, float]:
+    """An episode's patch and its input PSNR, drawn with ``rng`` only. With ``clean_fraction``
+    > 0, that share of episodes is :data:`NEAR_CLEAN` instead of ``level``; the training rules
+    never skip those (they are where an agent learns to stop)."""
+    if clean_fraction > 0 and rng.random() < clean_fraction:
+        level = NEAR_CLEAN
+    fn = _degrade_at(level)
     for _ in range(1000):
         patch = sampler.sample(rng, fn)
         input_psnr = psnr(patch.L, patch.H)
-        if not training_rules or input_psnr <= MAX_INPUT_PSNR:
+        if level == NEAR_CLEAN or not training_rules or input_psnr <= MAX_INPUT_PSNR:
             return patch, input_psnr
     raise RuntimeError(f"no patch under {MAX_INPUT_PSNR} dB input PSNR in 1000 draws")
 

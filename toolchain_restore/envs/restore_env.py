@@ -87,6 +87,9 @@ class ToolchainRestoreEnv(gym.Env):
     - `precision`: how the tools compute: "auto" (default: bf16 where this machine runs it
       faster than float32, else float32), "fp32", "bf16", or "fp16" on CUDA. States,
       rewards and PSNR stay float32 (see `toolchain_restore.runtime`).
+    - `clean_fraction`: share of episodes on a nearly clean patch instead of `level` (0 by
+      default): where stopping at once is usually right, so that an agent learns it.
+      `level="clean"` makes every episode one; the training rules never skip them.
 
     ## Version History
     - v0: first version.
@@ -106,9 +109,10 @@ class ToolchainRestoreEnv(gym.Env):
         render_mode: str | None = None,
         device: str = "cpu",
         precision: str = "auto",
+        clean_fraction: float = 0.0,
     ) -> None:
         configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device,
-                  precision)
+                  precision, clean_fraction)
         self.observation_space = observation_space(patch_size, max_steps)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._patch: Patch | None = None
@@ -145,7 +149,7 @@ class ToolchainRestoreEnv(gym.Env):
         if options and ("L" in options or "H" in options):
             self._start(self._given_patch(options))
         else:
-            patch, _ = draw_patch(self.sampler, self.np_random, self.level, self.training_rules)
+            patch, _ = draw_patch(self.sampler, self.np_random, self.level, self.training_rules, self.clean_fraction)
             self._start(patch)
         return self._observation(), self._info()
 

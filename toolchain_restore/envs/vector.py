@@ -60,13 +60,14 @@ class ToolchainRestoreVectorEnv(VectorEnv):
         render_mode: str | None = None,
         device: str = "cpu",
         precision: str = "auto",
+        clean_fraction: float = 0.0,
         prefetch: bool = True,
     ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = num_envs
         configure(self, level, data, split, toolbox, max_steps, patch_size, training_rules, render_mode, device,
-                  precision)
+                  precision, clean_fraction)
 
         self.single_observation_space = observation_space(patch_size, max_steps)
         self.single_action_space = spaces.Discrete(NUM_ACTIONS)
@@ -92,7 +93,7 @@ class ToolchainRestoreVectorEnv(VectorEnv):
     # -- patches -------------------------------------------------------------------------
 
     def _draw(self, i: int) -> tuple[Patch, float]:
-        return draw_patch(self.sampler, self._rngs[i], self.level, self.training_rules)
+        return draw_patch(self.sampler, self._rngs[i], self.level, self.training_rules, self.clean_fraction)
 
     def _schedule(self, i: int) -> None:
         self._next[i] = self._pool.submit(self._draw, i) if self._pool else None
