@@ -126,3 +126,21 @@ def test_the_agent_stops_first_on_clean_or_nearly_clean_patches():
     with torch.no_grad():
         _, chains, _ = run_policy(load_agent(), load_toolbox(), test.L)
     assert np.mean([len(c) == 0 for c in chains]) >= 0.9
+
+
+@pytest.mark.xfail(strict=True, reason="target not met yet (issue 17): the shipped system shifts the official 4.jpg's "
+                                       "red mean by +9.4 and green by -8.8 levels (chain 12, 1, 11)")
+def test_restoration_keeps_each_channels_mean_within_3_levels_on_the_official_real_jpegs():
+    from pathlib import Path
+
+    from toolchain_restore import restore
+    from toolchain_restore.data.images import read_image
+
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rl-restore-samples" / "mine"
+    if not folder.is_dir():
+        pytest.skip(f"the official real-world JPEGs are not at {folder}")
+    for path in sorted(folder.glob("*.jpg")):
+        image = read_image(path)
+        restored = restore(image, "vote").image
+        shift = restored.reshape(-1, 3).mean(0) - image.reshape(-1, 3).astype(np.float64).mean(0)
+        assert np.abs(shift).max() <= 3.0, f"{path.name}: channel means moved by {np.round(shift, 2)}"
