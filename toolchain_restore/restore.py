@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .runtime import resolve_device
 from .agents.policy import RecurrentQPolicy, load_agent
 from .data.tensors import to_uint8
 from .envs.episode import NUM_ACTIONS, STOP, action_name
 from .evaluation.protocol import run_policy
+from .runtime import resolve_device
 from .tools import NUM_TOOLS, Toolbox, load_toolbox
 
 __all__ = [
