@@ -142,7 +142,7 @@ def native_bf16(device: str) -> tuple[bool, str]:
     found = [f for f in runtime.BF16_CPU_FLAGS if f in flags]
     if found:
         return True, "CPU flags " + ", ".join(found)
-    return False, f"the CPU has neither {' nor '.join(runtime.BF16_CPU_FLAGS)}: bf16 is emulated"
+    return False, f"the CPU has none of the flags {', '.join(runtime.BF16_CPU_FLAGS)}: bf16 is emulated"
 
 
 def bf16_target(name: str, ratio: float | None, at_least: float, device: str, unit: str = "x") -> Target:

@@ -48,8 +48,9 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 PRECISION_ENV = "TOOLCHAIN_RESTORE_PRECISION"
 """When set to fp32, bf16 or fp16, ``"auto"`` means that precision (the test suite pins fp32 this way)."""
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-"""CPU flags of native bfloat16 arithmetic; without them oneDNN emulates bf16, slower than float32."""
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+"""CPU flags of native bfloat16 arithmetic (x86's two, Arm's ``bf16``); without them oneDNN
+emulates bf16, slower than float32."""
 MIN_SPEEDUP = 1.15
 """``auto`` takes bf16 on a CPU only when its measured convolution is at least this much faster."""
 
@@ -136,7 +137,7 @@ def _auto_cuda(index: int) -> PrecisionChoice:
 def _auto_cpu() -> PrecisionChoice:
     flags = cpu_flags()
     if flags is not None and not any(f in flags for f in BF16_CPU_FLAGS):
-        return PrecisionChoice("fp32", "the CPU has no native bf16 instructions (no amx_bf16 or avx512_bf16)")
+        return PrecisionChoice("fp32", "the CPU has no native bf16 instructions (no amx_bf16, avx512_bf16 or bf16 flag)")
     speedup = measure_bf16_speedup()
     verdict = "bf16" if speedup >= MIN_SPEEDUP else "fp32"
     return PrecisionChoice(verdict, f"a bf16 convolution measured {speedup:.2f}x as fast as float32 "
