@@ -48,12 +48,20 @@ def degrade_independently(clean: np.ndarray, level: str, rng: np.random.Generato
 
 
 def independent_patches(level: str, patches: int, seed: int, per_image: int = 2,
-                        size: int = 63) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                        size: int = 63, images_dir: Path | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``patches`` (L, H) pairs: a random held-out image at a random scale (1, 2/3, 1/3),
-    degraded whole, ``per_image`` random patches cut from it, and again."""
+    degraded whole, ``per_image`` random patches cut from it, and again. The images are the
+    embedded default's test images, or every PNG / JPEG in ``images_dir`` (e.g. the corpus's
+    test split), read here with Pillow alone."""
     rng = np.random.default_rng(seed)
-    folder = Path(skimage.__file__).parent / "data"
-    images = [np.asarray(Image.open(folder / name).convert("RGB")) for name in TEST_IMAGES]
+    if images_dir is None:
+        folder = Path(skimage.__file__).parent / "data"
+        paths = [folder / name for name in TEST_IMAGES]
+    else:
+        paths = sorted(p for p in Path(images_dir).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not paths:
+            raise SystemExit(f"error: no PNG or JPEG images in {images_dir}")
+    images = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
     L, H = [], []
     while len(L) < patches:
         clean = images[rng.integers(len(images))]
@@ -74,9 +82,13 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="folder to write <level>_in/ and <level>_gt/ into")
     parser.add_argument("--patches", type=int, default=256, help="patches per severity")
     parser.add_argument("--seed", type=int, default=777, help="severity i uses seed + i")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="folder of held-out clean images (default: the embedded default's test images), "
+                             "e.g. runs/corpus/test")
     args = parser.parse_args()
     for i, level in enumerate(BANDS):
-        for kind, images in zip(("in", "gt"), independent_patches(level, args.patches, args.seed + i)):
+        pairs = independent_patches(level, args.patches, args.seed + i, images_dir=args.images)
+        for kind, images in zip(("in", "gt"), pairs):
             folder = args.out / f"{level}_{kind}"
             folder.mkdir(parents=True, exist_ok=True)
             for j, image in enumerate(images):
