@@ -151,3 +151,20 @@ def test_the_readme_precision_example_runs(capsys):
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md#precision", "exec"), {})
     assert capsys.readouterr().out.startswith(("fp32 (", "bf16 ("))
+
+
+def test_restore_keeps_a_given_toolboxs_own_precision_when_told_none(monkeypatch):
+    from toolchain_restore import restore
+    from toolchain_restore.tools import Toolbox
+
+    seen = []
+    forward = Toolbox.forward
+    monkeypatch.setattr(Toolbox, "forward", lambda self, x, i: seen.append(self.precision) or forward(self, x, i))
+    toolbox = load_toolbox(precision="bf16")
+    test = held_out_set("severe", 1)
+    image = (test.L[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    restore(image, "vote", toolbox=toolbox, precision=None)
+    kept, seen[:] = list(seen), []
+    restore(image, "vote", toolbox=toolbox, precision="fp32")
+    assert kept and set(kept) == {"bf16"}
+    assert seen and set(seen) == {"fp32"}

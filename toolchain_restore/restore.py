@@ -462,7 +462,8 @@ def restore(
         raise ValueError("keep_steps needs mode='vote': in blend mode every patch has its own chain")
     rgb, fmt = _to_float_rgb(image)
     device = resolve_device(device)
-    tools = load_toolbox(toolbox, device, precision)
+    # None keeps a given Toolbox's own precision (a file loaded with None computes in the caller's context).
+    tools = load_toolbox(toolbox, device, precision if precision is not None else getattr(toolbox, "precision", None))
     policy: Policy = agent if hasattr(agent, "predict") else load_agent(agent, device, precision=precision)
     if isinstance(policy, RecurrentQPolicy):
         policy = policy.with_precision(precision) if precision is not None else policy
