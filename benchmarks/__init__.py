@@ -65,16 +65,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -89,7 +79,7 @@ def machine(device: str = "cpu") -> dict[str, Any]:
     """What the benchmarks ran on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": runtime.cpu_model(),
         "cores": cores,
         "torch_threads": torch.get_num_threads(),
         "memory_gib": round(_memory_gib() or 0.0, 1),

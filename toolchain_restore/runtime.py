@@ -38,6 +38,7 @@ __all__ = [
     "compute_dtype",
     "autocast",
     "module_autocast",
+    "cpu_model",
     "cpu_description",
     "precision_summary",
     "PrecisionMixin",
@@ -175,14 +176,19 @@ def cpu_flags() -> frozenset[str] | None:
     return None
 
 
-def cpu_description() -> str:
-    """The CPU's model, torch's CPU capability and its bf16 flags, for logs and reports."""
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
-        pass
+        return model
+
+
+def cpu_description() -> str:
+    """The CPU's model, torch's CPU capability and its bf16 flags, for logs and reports."""
+    model = cpu_model()
     flags = cpu_flags()
     native = "unknown" if flags is None else (", ".join(f for f in BF16_CPU_FLAGS if f in flags) or "none")
     return (f"{model}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}; "

@@ -16,6 +16,7 @@ from ..degrade import SEVERITY_BANDS, DegradationParams, degrade
 from ..metrics import psnr
 from ..runtime import resolve_device, resolve_precision
 from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
+from ..tools.data import NO_JPEG
 
 __all__ = [
     "STOP",
@@ -46,7 +47,6 @@ to ``NEAR_CLEAN_NOISE``) and JPEG (quality from ``NEAR_CLEAN_JPEG``) is present 
 probability 1/2; with none of them the patch is its own clean image."""
 LEVELS: tuple[str, ...] = (*SEVERITY_BANDS, NEAR_CLEAN)
 NEAR_CLEAN_BLUR, NEAR_CLEAN_NOISE, NEAR_CLEAN_JPEG = 0.5, 2.0, 90
-NO_JPEG = 101
 
 
 def observation_space(patch_size: int, max_steps: int) -> spaces.Dict:
@@ -76,7 +76,6 @@ def configure(
     """Check the arguments shared by the single and the vector env and set them on ``env``."""
     check_arguments(level, split, max_steps, patch_size, render_mode, env.metadata["render_modes"], clean_fraction)
     env.clean_fraction = float(clean_fraction)
-    resolved = resolve_precision(precision, resolve_device(device))
 
     env.level = level
     env.split = split
@@ -85,6 +84,7 @@ def configure(
     env.training_rules = training_rules
     env.render_mode = render_mode
     env.device = resolve_device(device)
+    resolved = resolve_precision(precision, env.device)  # a bad precision fails before any loading
     env.sampler = make_sampler(data, split, patch_size)
     env.toolbox = shared_toolbox(toolbox, env.device).with_precision(precision)
     env.precision = resolved.precision
