@@ -21,7 +21,7 @@ from toolchain_restore import load_agent, load_toolbox
 from toolchain_restore.evaluation.protocol import InputMethod, MethodResult, PolicyMethod, evaluate
 from toolchain_restore.evaluation.report import plot_report, summary_table
 from toolchain_restore.evaluation.run import EvaluationSettings, build_methods
-from toolchain_restore.evaluation.test_sets import EVALUATION_SEED, TestSet, held_out_set
+from toolchain_restore.envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from toolchain_restore.serialization import shipped_weights
 from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
 
@@ -42,7 +42,7 @@ def measure(patches: int, device: str) -> list[MethodResult]:
     methods = [InputMethod(), PolicyMethod(BEFORE, agent, separate, decision), PolicyMethod(AFTER, agent, joint, decision),
                *build_methods(EvaluationSettings(methods=["fixed", "greedy", "baselines"], device=device), joint, device)]
     sets = [held_out_set(level, patches) for level in LEVELS]
-    return evaluate(methods, [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in sets])
+    return evaluate(methods, [HeldOutSet(t.name, t.L.to(device), t.H.to(device)) for t in sets])
 
 
 def _row(results: list[MethodResult], prefix: str) -> dict[str, MethodResult]:

@@ -72,7 +72,7 @@ def workloads(batch: int, device: str, seed: int = 0) -> dict[str, tuple[Callabl
 
     def tools_at(precision: str) -> Callable[[], None]:
         box = toolbox.with_precision(precision)
-        return lambda: (box.apply(x, tools), sync())
+        return lambda: (box.apply_tools(x, tools), sync())
 
     def ceiling(autocast: bool) -> None:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):

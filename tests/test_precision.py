@@ -18,7 +18,7 @@ import toolchain_restore  # noqa: F401  (registers the env)
 from toolchain_restore import load_agent, load_toolbox
 from toolchain_restore.baselines import load_baseline
 from toolchain_restore.evaluation.protocol import run_policy
-from toolchain_restore.evaluation.test_sets import held_out_set, paired_folder_sets
+from toolchain_restore.envs.held_out import held_out_set, paired_folder_sets
 from toolchain_restore.metrics import batch_psnr
 from toolchain_restore.serialization import shipped_weights
 from toolchain_restore.tools import NUM_TOOLS, TOOL_SPECS

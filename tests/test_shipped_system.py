@@ -13,7 +13,7 @@ from toolchain_restore.baselines import load_baseline
 from toolchain_restore.data.tensors import to_tensor
 from toolchain_restore.evaluation import CNNMethod, GreedyOracleMethod, PolicyMethod, evaluate, held_out_set
 from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
-from toolchain_restore.evaluation.test_sets import TestSet as PatchSet  # not "Test*": pytest would collect it
+from toolchain_restore.envs.held_out import HeldOutSet as PatchSet
 from toolchain_restore.serialization import shipped_weights
 from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
 

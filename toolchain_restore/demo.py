@@ -22,11 +22,11 @@ import numpy as np
 from .agents import load_agent
 from .data import image_set
 from .degrade import degrade
-from .evaluation.figures import ChainTrace, chain_text, toolchain_figure
+from .envs.figures import ChainTrace, chain_text, toolchain_figure
 from .evaluation.protocol import MethodResult, evaluate
 from .evaluation.report import markdown_report, plot_report
 from .evaluation.run import EvaluationSettings, build_methods
-from .evaluation.test_sets import EVALUATION_SEED, TestSet, held_out_set
+from .envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from .metrics import psnr
 from .restore import restore
 from .tools import load_toolbox
@@ -166,7 +166,7 @@ def run_demo(settings: DemoSettings) -> DemoReport:
                                         max_steps=s.max_steps, device=s.device, precision=s.precision)
         methods = build_methods(evaluation, toolbox, device)
         sets = [held_out_set(level, s.patches, s.data) for level in s.levels]
-        patch_results = evaluate(methods, [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in sets],
+        patch_results = evaluate(methods, [HeldOutSet(t.name, t.L.to(device), t.H.to(device)) for t in sets],
                                  s.max_steps, writer)
         plot_report(patch_results, out_dir / "chart.png")
         sections.append(f"## Held-out 63x63 patches, every method (seed {EVALUATION_SEED})\n\n"

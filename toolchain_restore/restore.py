@@ -40,7 +40,7 @@ from torch import nn
 from .agents.policy import RecurrentQPolicy, load_agent
 from .data.tensors import to_uint8
 from .envs.episode import NUM_ACTIONS, STOP, action_name
-from .evaluation.protocol import run_policy
+from .envs.toolchain import ToolchainBatch, check_actions, run_policy
 from .runtime import resolve_device
 from .tools import NUM_TOOLS, Toolbox, load_toolbox
 
@@ -301,10 +301,7 @@ def _decide(policy: Policy, images: np.ndarray, previous: np.ndarray, step: int,
                        "step": np.full(n, step, np.int64)}
         chosen, part = policy.predict(observation, None if step == 0 else _state_rows(state, rows),
                                       episode_start=np.full(n, step == 0), deterministic=True)
-        chosen = np.asarray(chosen).reshape(-1)
-        if chosen.shape != (n,) or ((chosen < 0) | (chosen >= NUM_ACTIONS)).any():
-            raise ValueError(f"the policy must return {n} actions in 0..{NUM_ACTIONS - 1}, got {chosen!r}")
-        actions[rows] = chosen.astype(np.int64)
+        actions[rows] = check_actions(np.asarray(chosen).reshape(-1), n, "the policy's actions")
         new_state = _set_state_rows(new_state, rows, part, total)
     return actions, new_state
 
@@ -330,19 +327,21 @@ def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, dev
     # The tools run on the image itself, not on a canvas padded to whole patches (up to 1.5x
     # the pixels at 256x256); only a side shorter than a patch is padded, so one patch fits.
     canvas = _pad(rgb, 0, max(0, PATCH_SIZE - height), 0, max(0, PATCH_SIZE - width))
-    x = torch.from_numpy(canvas).to(device).permute(2, 0, 1)[None].contiguous()
+    # One row, the whole image: the chosen tool runs on all of it, in tiles.
+    image = ToolchainBatch(None, torch.from_numpy(canvas).to(device).permute(2, 0, 1)[None].contiguous(),
+                           run_tool=lambda tool, x: apply_tool_tiled(toolbox, x, tool))
     # Patches tile the image; the last row and column end on the border, overlapping their
     # neighbours a little, so every voter sees real pixels only.
-    origins = [(t, l) for t in _starts(x.shape[-2], PATCH_SIZE) for l in _starts(x.shape[-1], PATCH_SIZE)]
+    origins = [(t, l) for t in _starts(image.state.shape[-2], PATCH_SIZE) for l in _starts(image.state.shape[-1], PATCH_SIZE)]
     n = len(origins)
     per_decision = _agent_macs_per_decision(policy)
     state, previous = None, np.zeros((n, NUM_TOOLS), np.float32)
-    chain: list[int] = []
     votes: list[dict[int, int]] = []
     tool_macs = agent_macs = 0
     steps = [rgb] if keep_steps else []
     with _bar(max_steps, progress, n, "vote") as bar:
         for step in range(max_steps):
+            x = image.state
             patches = torch.stack([x[0, :, t : t + PATCH_SIZE, l : l + PATCH_SIZE] for t, l in origins])
             actions, state = _decide(policy, to_uint8(patches), previous, step, state, batch_size)
             agent_macs += n * per_decision
@@ -350,15 +349,16 @@ def _vote(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, dev
             votes.append({int(a): int(k) for a, k in enumerate(counts) if k})
             winner = int(np.argmax(counts))  # a tie goes to the lower action number
             bar.update(1)
+            image.step([winner])
             if winner == STOP:
                 break
-            x = apply_tool_tiled(toolbox, x, winner).clamp_(0.0, 1.0)
             tool_macs += toolbox.macs(winner, x.shape[-2], x.shape[-1])
-            chain.append(winner)
             previous = _one_hot(np.full(n, winner))
             if keep_steps:
-                steps.append(x[0, :, :height, :width].permute(1, 2, 0).cpu().numpy())
-    restored = x[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
+                # A copy: the core updates its state in place at the next step.
+                steps.append(image.state[0, :, :height, :width].permute(1, 2, 0).cpu().numpy().copy())
+    chain = image.chains[0]
+    restored = image.state[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
     return RestoreResult(restored, "vote", chain, [list(chain) for _ in range(n)], origins, votes, tool_macs, agent_macs,
                          steps=steps)
 

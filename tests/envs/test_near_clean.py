@@ -8,7 +8,7 @@ import torch
 import toolchain_restore  # noqa: F401  (registers the env)
 from toolchain_restore.envs.episode import (NEAR_CLEAN, NEAR_CLEAN_BLUR, NEAR_CLEAN_JPEG, NEAR_CLEAN_NOISE,
                                             near_clean_params)
-from toolchain_restore.evaluation.test_sets import held_out_set
+from toolchain_restore.envs.held_out import held_out_set
 from toolchain_restore.metrics import batch_psnr
 
 

@@ -109,3 +109,60 @@ def test_render_gives_one_frame_per_env():
     frames = envs.render()
     assert len(frames) == 2 and frames[0].dtype == np.uint8
     envs.close()
+
+
+def assert_same_infos(native: dict, sync: dict) -> None:
+    assert sorted(native) == sorted(sync)
+    for key, value in sync.items():
+        if key.startswith("_"):
+            assert np.array_equal(native[key], value), key
+        elif key in ("psnr", "input_psnr"):
+            np.testing.assert_allclose(native[key], value, atol=1e-4)
+        else:
+            assert list(native[key]) == list(value), key
+
+
+def test_infos_equal_the_single_envs_key_for_key():
+    kwargs = {"level": "severe", "max_steps": 2}
+    native = make_native(3, **kwargs)
+    sync = gym.vector.SyncVectorEnv([lambda: ToolchainRestoreEnv(**kwargs) for _ in range(3)])
+    _, info_n = native.reset(seed=3)
+    _, info_s = sync.reset(seed=3)
+    assert {"toolchain", "levels", "source", "_toolchain"} <= set(info_n)
+    assert_same_infos(info_n, info_s)
+    for actions in ([0, 12, 5], [4, 1, 9], [2, 2, 2], [12, 7, 8]):  # stops, max_steps and autoresets
+        info_n = native.step(np.array(actions))[-1]
+        info_s = sync.step(np.array(actions))[-1]
+        assert_same_infos(info_n, info_s)
+    native.close()
+    sync.close()
+
+
+def test_reset_options_are_the_single_envs():
+    rng = np.random.default_rng(0)
+    L, H = (rng.integers(0, 256, (63, 63, 3), dtype=np.uint8) for _ in range(2))
+    native = make_native(2)
+    obs, info = native.reset(seed=0, options={"L": L, "H": H})
+    single = ToolchainRestoreEnv()
+    obs1, info1 = single.reset(seed=0, options={"L": L, "H": H})
+    for row in range(2):
+        assert np.array_equal(obs["image"][row], obs1["image"])
+    assert list(info["source"]) == ["given", "given"] and info["input_psnr"][0] == pytest.approx(info1["input_psnr"])
+    per_row = np.stack([L, H]), np.stack([H, L])
+    obs, info = native.reset(options={"L": per_row[0], "H": per_row[1]})
+    assert np.array_equal(obs["image"][1].transpose(1, 2, 0), H)
+    with pytest.raises(ValueError, match="options\\['L'\\]"):
+        native.reset(options={"L": L[:10], "H": H})
+    native.close()
+
+
+def test_reset_mask_resets_only_those_rows():
+    native = make_native(3)
+    obs, _ = native.reset(seed=0)
+    native.step(np.array([0, 1, 2]))
+    obs, info = native.reset(seed=9, options={"reset_mask": np.array([False, True, False])})
+    assert obs["step"].tolist() == [1, 0, 1]
+    assert info["_psnr"].tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="reset_mask"):
+        native.reset(options={"reset_mask": np.array([True, False])})
+    native.close()

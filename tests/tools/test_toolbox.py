@@ -146,7 +146,7 @@ def test_apply_equals_row_by_row(busy_toolbox):
     actions = torch.tensor([0, 3, 12, 5, 11, 3, 12, 8, 1, 0, 10, 7, 2, 4, 6, 9])
     x = torch.rand(len(actions), 3, 21, 19, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        batched = busy_toolbox.apply(x, actions)
+        batched = busy_toolbox.apply_tools(x, actions)
         for n, a in enumerate(actions.tolist()):
             if a == 12:
                 assert torch.equal(batched[n], x[n])
@@ -160,9 +160,9 @@ def test_apply_accepts_lists_and_does_not_change_its_input(busy_toolbox):
     x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(9))
     before = x.clone()
     with torch.no_grad():
-        out = busy_toolbox.apply(x, [12, 12, 12])
+        out = busy_toolbox.apply_tools(x, [12, 12, 12])
         assert torch.equal(out, x)
-        busy_toolbox.apply(x, [0, 4, 9])
+        busy_toolbox.apply_tools(x, [0, 4, 9])
     assert torch.equal(x, before)
 
 
@@ -170,7 +170,7 @@ def test_apply_accepts_lists_and_does_not_change_its_input(busy_toolbox):
 def test_apply_needs_one_action_per_row(busy_toolbox, actions):
     x = torch.rand(3, 3, 8, 8)
     with pytest.raises(ValueError, match="one action per row"):
-        busy_toolbox.apply(x, torch.tensor(actions, dtype=torch.long))
+        busy_toolbox.apply_tools(x, torch.tensor(actions, dtype=torch.long))
 
 
 # ---------------------------------------------------------------- bad input
@@ -202,7 +202,7 @@ def test_bad_input_shape_raises(toolbox, shape):
     with pytest.raises(ValueError, match="N x 3 x H x W"):
         toolbox(torch.rand(shape), 0)
     with pytest.raises(ValueError):
-        toolbox.apply(torch.rand(shape), torch.zeros(shape[0], dtype=torch.long))
+        toolbox.apply_tools(torch.rand(shape), torch.zeros(shape[0], dtype=torch.long))
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
@@ -211,7 +211,7 @@ def test_integer_input_raises_type_error(toolbox, dtype):
     with pytest.raises(TypeError, match="float"):
         toolbox(x, 0)
     with pytest.raises(TypeError):
-        toolbox.apply(x, torch.tensor([0]))
+        toolbox.apply_tools(x, torch.tensor([0]))
 
 
 def test_numpy_input_raises_type_error(toolbox):
@@ -399,3 +399,14 @@ def test_combine_tools_takes_each_tool_from_its_part(tmp_path):
                  "--part", f"{tmp_path}/b.safetensors:7,8,9,10,11,12", "--output", str(out)]) == 0
     assert Toolbox.load(out).config["combined_from"]["12"].endswith("b.safetensors")
     assert main(["combine-tools", "--part", "a.safetensors", "--output", str(out)]) == 2
+
+
+def test_apply_is_nn_module_apply_again_and_the_old_call_warns():
+    toolbox = Toolbox()
+    seen = []
+    assert toolbox.apply(lambda m: seen.append(type(m).__name__)) is toolbox
+    assert "SmallTool" in seen and "LargeTool" in seen
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.warns(DeprecationWarning, match="apply_tools"):
+        old = toolbox.apply(x, torch.tensor([0, 12]))
+    torch.testing.assert_close(old, toolbox.apply_tools(x, torch.tensor([0, 12])))

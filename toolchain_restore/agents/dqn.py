@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from ..envs import ToolchainRestoreVectorEnv
 from ..envs.episode import STOP, shared_toolbox
-from ..evaluation.figures import toolchain_figure, trace_policy
-from ..evaluation.protocol import run_policy
-from ..evaluation.test_sets import EVALUATION_SEED, held_out_set
+from ..envs.figures import toolchain_figure, trace_policy
+from ..envs.toolchain import run_policy
+from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
 from ..serialization import atomic_write

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..data.tensors import to_tensor, to_uint8
-from ..envs.episode import STOP, draw_patch, make_sampler
-from ..evaluation.protocol import run_policy
-from ..evaluation.test_sets import held_out_set
+from ..data.tensors import to_tensor
+from ..envs.episode import draw_patch, make_sampler
+from ..envs.toolchain import ToolchainBatch, run_policy
+from ..envs.held_out import held_out_set
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
 from ..training import Trainer, TrainerSettings, step_rng
@@ -75,36 +75,23 @@ def chain_forward(toolbox: Toolbox, policy, L: torch.Tensor, max_steps: int) -> 
     The agent decides from the uint8 view of the current (detached) images, as in the
     environment, so one forward pass both picks and applies the tools.
     """
-    n = len(L)
     uses = torch.zeros(NUM_TOOLS)
     params = {i: dict(tool.named_parameters()) for i, tool in enumerate(toolbox.tools)}
-    current = L
-    chains: list[list[int]] = [[] for _ in range(n)]
-    active = np.ones(n, dtype=bool)
-    previous = np.zeros((n, NUM_TOOLS), dtype=np.float32)
-    state = None
+
+    def run_tool(i: int, x: torch.Tensor) -> torch.Tensor:
+        uses[i] += len(x)  # read by the backward pass, after every use has been counted
+        scaled = {k: _PerUseGradient.apply(p, uses, i) for k, p in params[i].items()}
+        return functional_call(toolbox.tools[i], scaled, (x.contiguous(memory_format=torch.channels_last),))
+
+    batch = ToolchainBatch(None, L, run_tool=run_tool)
+    recurrent = None
     for step in range(max_steps):
-        observation = {"image": to_uint8(current.detach()), "previous_action": previous.copy(),
-                       "step": np.full(n, step, dtype=np.int64)}
-        actions, state = policy.predict(observation, state, episode_start=np.full(n, step == 0), deterministic=True)
-        actions = np.asarray(actions, dtype=np.int64).reshape(n)
-        active &= actions != STOP
-        if not active.any():
+        actions, recurrent = policy.predict(batch.observation(), recurrent, episode_start=np.full(len(L), step == 0),
+                                            deterministic=True)
+        _, applied = batch.step(actions, source="the agent's actions")
+        if not applied.any():
             break
-        nxt = current
-        for i in np.unique(actions[active]).tolist():
-            rows = np.nonzero(active & (actions == i))[0]
-            index = torch.as_tensor(rows, device=L.device)
-            scaled = {k: _PerUseGradient.apply(p, uses, i) for k, p in params[i].items()}
-            out = functional_call(toolbox.tools[i], scaled, (current[index].contiguous(memory_format=torch.channels_last),))
-            nxt = nxt.index_put((index,), out.clamp(0.0, 1.0))
-            uses[i] += len(rows)
-            for r in rows:
-                chains[r].append(i)
-        previous[:] = 0.0
-        previous[np.nonzero(active)[0], actions[active]] = 1.0
-        current = nxt
-    return current, chains
+    return batch.state, batch.chains
 
 
 class JointTuningTask:

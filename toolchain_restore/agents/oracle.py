@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..envs.toolchain import STOP, ToolchainBatch
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
 
@@ -105,8 +106,7 @@ def apply_chains(toolbox: Toolbox, L: torch.Tensor, chains: list[Chain]) -> torc
     """Row n restored by ``chains[n]`` (clamped after each tool, as in the environment)."""
     if len(chains) != len(L):
         raise ValueError(f"need one chain per row: {len(L)} rows, {len(chains)} chains")
-    current = L.clone()
+    batch = ToolchainBatch(toolbox, L)
     for step in range(max((len(c) for c in chains), default=0)):
-        actions = torch.tensor([c[step] if step < len(c) else -1 for c in chains], device=L.device)
-        current = toolbox.apply(current, actions).clamp_(0, 1)
-    return current
+        batch.step([c[step] if step < len(c) else STOP for c in chains])
+    return batch.state

@@ -20,7 +20,7 @@ from torch import nn
 from ..data.tensors import to_tensor
 from ..degrade import SEVERITY_BANDS
 from ..envs.episode import check_arguments, draw_patch, make_sampler
-from ..evaluation.test_sets import EVALUATION_SEED, TestSet, held_out_set
+from ..envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from ..metrics import batch_psnr
 from ..training import Trainer, TrainerSettings, step_rng
 from .cnn import BASELINE_ARCHITECTURES, load_baseline, save_baseline
@@ -106,7 +106,7 @@ class CNNBaselineTask:
                                                                   conv=settings.conv)
         # The env's cached sampler: the same images and the same decoded-image cache.
         self.sampler = make_sampler(settings.data, "train", settings.patch_size, settings.augment)
-        self._test_sets: dict[str, TestSet] | None = None
+        self._test_sets: dict[str, HeldOutSet] | None = None
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(L, H) patches of ``step``: a pure function of (seed, step, rank), so resuming is exact."""
@@ -121,7 +121,7 @@ class CNNBaselineTask:
         mse = torch.mean((E - H) ** 2)
         return mse, {"mse": mse.item(), "train_psnr": float(batch_psnr(E.clamp(0, 1), H).mean())}
 
-    def test_sets(self) -> dict[str, TestSet]:
+    def test_sets(self) -> dict[str, HeldOutSet]:
         """The held-out patches of every severity (drawn once, on first use)."""
         if self._test_sets is None:
             s = self.settings

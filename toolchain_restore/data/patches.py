@@ -8,21 +8,23 @@ are cached (``cache_bytes``), and each patch is degraded from its own small regi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
 
-from ..degrade import DegradationParams
 from .cache import ImageCache
 from .images import ImageSet
+
+if TYPE_CHECKING:  # data sits below degrade: the parameters' type is only named here
+    from ..degrade import DegradationParams
 
 __all__ = ["SCALES", "Patch", "PatchSampler", "DegradeFn", "dihedral", "DIHEDRAL_TRANSFORMS"]
 
 SCALES: tuple[float, ...] = (1.0, 2.0 / 3.0, 1.0 / 3.0)
 """Each source image is used at full size, at 2/3 and at 1/3 (bicubic)."""
 
-DegradeFn = Callable[[np.ndarray, np.random.Generator, tuple[int, int, int, int]], tuple[np.ndarray, DegradationParams]]
+DegradeFn = Callable[[np.ndarray, np.random.Generator, tuple[int, int, int, int]], tuple[np.ndarray, "DegradationParams"]]
 """(whole clean image, rng, crop) -> (degraded crop uint8, parameters)."""
 
 

@@ -17,6 +17,7 @@ from ..metrics import psnr
 from ..runtime import resolve_device, resolve_precision
 from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
 from ..tools.data import NO_JPEG
+from .toolchain import NUM_ACTIONS, STOP
 
 __all__ = [
     "STOP",
@@ -33,11 +34,11 @@ __all__ = [
     "shared_toolbox",
     "action_name",
     "render_frame",
+    "episode_info",
+    "given_patch",
+    "wants_given_patch",
 ]
 
-STOP = NUM_TOOLS
-"""Action 12 stops the episode; actions 0..11 apply tools 1..12."""
-NUM_ACTIONS = NUM_TOOLS + 1
 MAX_INPUT_PSNR = 50.0
 """Training rules: patches already above this PSNR are not worth an episode."""
 NEAR_CLEAN = "clean"
@@ -194,6 +195,25 @@ def render_frame(
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def params_info(patch: Patch) -> dict[str, Any]:
+def episode_info(patch: Patch, psnr: float, input_psnr: float, toolchain: list[int]) -> dict[str, Any]:
+    """The ``info`` of one episode's step or reset (the vector env batches the same dicts)."""
     p = patch.params
-    return {"blur_std": p.blur_std, "noise_std": p.noise_std, "jpeg_quality": p.jpeg_quality, "levels": p.levels}
+    return {"psnr": float(psnr), "input_psnr": float(input_psnr), "toolchain": list(toolchain), "source": patch.source,
+            "blur_std": p.blur_std, "noise_std": p.noise_std, "jpeg_quality": p.jpeg_quality, "levels": p.levels}
+
+
+def given_patch(options: dict[str, Any], patch_size: int) -> Patch:
+    """The patch of ``reset(options={"L": ..., "H": ..., "params": ...})``: uint8 arrays of
+    ``patch_size x patch_size x 3``, checked."""
+    L, H = options.get("L"), options.get("H")
+    expected = (patch_size, patch_size, 3)
+    for name, x in (("L", L), ("H", H)):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape != expected:
+            got = f"{type(x).__name__} {getattr(x, 'shape', '')} {getattr(x, 'dtype', '')}"
+            raise ValueError(f"options[{name!r}] must be a uint8 array of shape {expected}, got {got}")
+    params = options.get("params") or DegradationParams(float("nan"), float("nan"), 0)
+    return Patch(L, H, params, "given")
+
+
+def wants_given_patch(options: dict[str, Any] | None) -> bool:
+    return bool(options) and ("L" in options or "H" in options)

@@ -10,32 +10,21 @@ import torch
 from gymnasium import spaces
 
 from ..data import Patch
-from ..data.tensors import to_tensor, to_uint8
-from ..degrade import DegradationParams
-from ..metrics import batch_psnr
-from ..tools import NUM_TOOLS, Toolbox
+from ..data.tensors import to_tensor
+from ..tools import Toolbox
 from .episode import (
     NUM_ACTIONS,
-    STOP,
     configure,
     draw_patch,
+    episode_info,
+    given_patch,
     observation_space,
-    params_info,
     render_frame,
+    wants_given_patch,
 )
+from .toolchain import ToolchainBatch, check_action
 
 __all__ = ["ToolchainRestoreEnv", "check_action"]
-
-
-def check_action(action: Any) -> int:
-    """The action as a Python int in 0..12, or a clear error."""
-    if isinstance(action, np.ndarray) and action.shape == ():
-        action = action.item()
-    if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
-        raise ValueError(f"action must be an int in 0..{NUM_ACTIONS - 1}, got {action!r}")
-    if not 0 <= int(action) < NUM_ACTIONS:
-        raise ValueError(f"action must be in 0..{NUM_ACTIONS - 1} (0..11 = tools 1..12, 12 = stop), got {action}")
-    return int(action)
 
 
 class ToolchainRestoreEnv(gym.Env):
@@ -116,52 +105,30 @@ class ToolchainRestoreEnv(gym.Env):
         self.observation_space = observation_space(patch_size, max_steps)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self._patch: Patch | None = None
+        self._batch: ToolchainBatch | None = None
         self._done = True
 
     def _observation(self) -> dict[str, Any]:
-        previous = np.zeros(NUM_TOOLS, dtype=np.float32)
-        if self._toolchain:
-            previous[self._toolchain[-1]] = 1.0
-        # A copy: a stop leaves the image as it was, and callers may keep or edit what they get.
-        return {"image": self._image.copy(), "previous_action": previous, "step": len(self._toolchain)}
+        batch = self._batch.observation()
+        return {"image": batch["image"][0], "previous_action": batch["previous_action"][0], "step": int(batch["step"][0])}
 
     def _info(self) -> dict[str, Any]:
-        return {
-            "psnr": self._psnr,
-            "input_psnr": self._input_psnr,
-            "toolchain": list(self._toolchain),
-            "source": self._patch.source,
-            **params_info(self._patch),
-        }
+        b = self._batch
+        return episode_info(self._patch, b.psnr[0], b.input_psnr[0], b.chains[0])
 
     def _start(self, patch: Patch) -> None:
         self._patch = patch
-        self._H = to_tensor([patch.H], self.device)
-        self._state = to_tensor([patch.L], self.device)
-        self._image = to_uint8(self._state)[0]
-        self._input_psnr = float(batch_psnr(self._state, self._H)[0])
-        self._psnr = self._input_psnr
-        self._toolchain: list[int] = []
+        self._batch = ToolchainBatch(self.toolbox, to_tensor([patch.L], self.device), to_tensor([patch.H], self.device))
         self._done = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        if options and ("L" in options or "H" in options):
-            self._start(self._given_patch(options))
+        if wants_given_patch(options):
+            self._start(given_patch(options, self.patch_size))
         else:
             patch, _ = draw_patch(self.sampler, self.np_random, self.level, self.training_rules, self.clean_fraction)
             self._start(patch)
         return self._observation(), self._info()
-
-    def _given_patch(self, options: dict[str, Any]) -> Patch:
-        L, H = options.get("L"), options.get("H")
-        expected = (self.patch_size, self.patch_size, 3)
-        for name, x in (("L", L), ("H", H)):
-            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape != expected:
-                got = f"{type(x).__name__} {getattr(x, 'shape', '')} {getattr(x, 'dtype', '')}"
-                raise ValueError(f"options[{name!r}] must be a uint8 array of shape {expected}, got {got}")
-        params = options.get("params") or DegradationParams(float("nan"), float("nan"), 0)
-        return Patch(L, H, params, "given")
 
     @torch.no_grad()
     def step(self, action):
@@ -169,25 +136,13 @@ class ToolchainRestoreEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
-        action = check_action(action)
-        reward = 0.0
-        terminated = False
-        if action == STOP:
-            terminated = True
-        else:
-            self._state = self.toolbox(self._state, action).clamp_(0.0, 1.0)
-            self._image = to_uint8(self._state)[0]
-            new_psnr = float(batch_psnr(self._state, self._H)[0])
-            reward = new_psnr - self._psnr
-            self._psnr = new_psnr
-            self._toolchain.append(action)
-            terminated = len(self._toolchain) >= self.max_steps
-            if self.training_rules and self._psnr < self._input_psnr:
-                terminated = True
-        self._done = terminated
-        return self._observation(), float(reward), bool(terminated), False, self._info()
+        rewards, _ = self._batch.step(np.array([check_action(action)]))
+        self._done = bool(self._batch.finished(self.max_steps, self.training_rules)[0])
+        return self._observation(), float(rewards[0]), self._done, False, self._info()
 
     def render(self):
         if self.render_mode != "rgb_array" or self._patch is None:
             return None
-        return render_frame(self._patch.L, self._image.transpose(1, 2, 0), self._patch.H, self._toolchain, (self._input_psnr, self._psnr))
+        b = self._batch
+        return render_frame(self._patch.L, b.image[0].transpose(1, 2, 0), self._patch.H, b.chains[0],
+                            (b.input_psnr[0], b.psnr[0]))

@@ -14,17 +14,20 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..data import Patch
-from ..data.tensors import to_tensor, to_uint8
-from ..metrics import batch_psnr
-from ..tools import NUM_TOOLS, Toolbox
+from ..data.tensors import to_tensor
+from ..tools import Toolbox
 from .episode import (
     NUM_ACTIONS,
     STOP,
     configure,
     draw_patch,
+    episode_info,
+    given_patch,
     observation_space,
     render_frame,
+    wants_given_patch,
 )
+from .toolchain import ToolchainBatch, check_actions
 
 __all__ = ["ToolchainRestoreVectorEnv"]
 
@@ -40,6 +43,12 @@ class ToolchainRestoreVectorEnv(VectorEnv):
 
     Autoreset follows Gymnasium's default, ``NEXT_STEP``: the step after an episode ends
     resets that row (its action is ignored; reward 0, not terminated).
+
+    ``infos`` follow Gymnasium's vector convention: each key of the single env's info as
+    an array over the rows, with a ``_key`` mask of the rows that have it. ``reset`` takes
+    the single env's options (``L``, ``H``, ``params``: one patch for every reset row, or
+    arrays with a leading axis of ``num_envs``, one per row) and Gymnasium's ``reset_mask``
+    (reset only those rows).
 
     Arguments are those of :class:`~toolchain_restore.envs.ToolchainRestoreEnv`, plus
     ``num_envs`` and ``prefetch`` (degrade the next patches in the background).
@@ -79,14 +88,8 @@ class ToolchainRestoreVectorEnv(VectorEnv):
         self._pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
         self._next: list[Future | tuple[Patch, float] | None] = [None] * n
         self._patches: list[Patch | None] = [None] * n
-        self._state = torch.zeros(n, 3, p, p, device=self.device)
-        self._H = torch.zeros(n, 3, p, p, device=self.device)
-        self._image = np.zeros((n, 3, p, p), dtype=np.uint8)
-        self._psnr = np.zeros(n)
-        self._input_psnr = np.zeros(n)
-        self._steps = np.zeros(n, dtype=np.int64)
-        self._previous = np.full(n, -1, dtype=np.int64)
-        self._chains: list[list[int]] = [[] for _ in range(n)]
+        zeros = torch.zeros(n, 3, p, p, device=self.device)
+        self._batch = ToolchainBatch(self.toolbox, zeros, zeros.clone())
         self._autoreset = np.zeros(n, dtype=bool)
         self._started = False
 
@@ -98,118 +101,111 @@ class ToolchainRestoreVectorEnv(VectorEnv):
     def _schedule(self, i: int) -> None:
         self._next[i] = self._pool.submit(self._draw, i) if self._pool else None
 
-    def _take(self, i: int) -> tuple[Patch, float]:
+    def _take(self, i: int) -> Patch:
         pending = self._next[i]
         self._next[i] = None
-        return pending.result() if isinstance(pending, Future) else self._draw(i)
+        return (pending.result() if isinstance(pending, Future) else self._draw(i))[0]
 
-    def _start_rows(self, rows: Sequence[int]) -> None:
+    def _start_rows(self, rows: Sequence[int], given: list[Patch] | None = None) -> None:
         if not rows:
             return
-        drawn = [self._take(i) for i in rows]
-        for i in rows:
-            self._schedule(i)
-        index = torch.as_tensor(list(rows), device=self.device)
-        self._state[index] = to_tensor([d[0].L for d in drawn], self.device)
-        self._H[index] = to_tensor([d[0].H for d in drawn], self.device)
-        start_psnr = batch_psnr(self._state[index], self._H[index]).cpu().numpy()
-        self._image[list(rows)] = to_uint8(self._state[index])
-        for k, i in enumerate(rows):
-            self._patches[i] = drawn[k][0]
-            self._psnr[i] = self._input_psnr[i] = float(start_psnr[k])
-            self._steps[i] = 0
-            self._previous[i] = -1
-            self._chains[i] = []
+        patches = given if given is not None else [self._take(i) for i in rows]
+        if given is None:
+            for i in rows:
+                self._schedule(i)
+        for i, patch in zip(rows, patches):
+            self._patches[i] = patch
+        self._batch.restart(rows, to_tensor([p.L for p in patches], self.device),
+                            to_tensor([p.H for p in patches], self.device))
 
     # -- Gymnasium API -------------------------------------------------------------------
 
     def _observations(self) -> dict[str, np.ndarray]:
-        previous = np.zeros((self.num_envs, NUM_TOOLS), dtype=np.float32)
-        has = self._previous >= 0
-        previous[np.nonzero(has)[0], self._previous[has]] = 1.0
-        return {"image": self._image.copy(), "previous_action": previous, "step": self._steps.copy()}
+        return self._batch.observation()
 
-    def _infos(self) -> dict[str, Any]:
-        params = [p.params for p in self._patches]
-        return {
-            "psnr": self._psnr.copy(),
-            "input_psnr": self._input_psnr.copy(),
-            "blur_std": np.array([p.blur_std for p in params]),
-            "noise_std": np.array([p.noise_std for p in params]),
-            "jpeg_quality": np.array([p.jpeg_quality for p in params]),
-        }
+    def _infos(self, rows: Sequence[int] | None = None) -> dict[str, Any]:
+        b, infos = self._batch, {}
+        for i in range(self.num_envs) if rows is None else rows:
+            infos = self._add_info(infos, episode_info(self._patches[i], b.psnr[i], b.input_psnr[i], b.chains[i]), i)
+        return infos
+
+    def _reset_rows(self, options: dict[str, Any]) -> list[int]:
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            return list(range(self.num_envs))
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (self.num_envs,) or not mask.any():
+            raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) with a True, "
+                             f"got {mask!r}")
+        if not self._started:
+            raise RuntimeError("the first reset() resets every row; reset_mask needs an earlier reset()")
+        return np.nonzero(mask)[0].tolist()
+
+    def _given_patches(self, options: dict[str, Any], rows: list[int]) -> list[Patch] | None:
+        """One patch per reset row from the single env's options, or None to draw them."""
+        if not wants_given_patch(options):
+            return None
+        per_row = all(isinstance(options.get(k), np.ndarray) and options[k].ndim == 4 for k in ("L", "H"))
+        if not per_row:
+            return [given_patch(options, self.patch_size)] * len(rows)
+        for k in ("L", "H"):
+            if len(options[k]) != self.num_envs:
+                raise ValueError(f"options[{k!r}] must hold one patch per row ({self.num_envs}), got {len(options[k])}")
+        params = options.get("params")
+        return [given_patch({"L": options["L"][i], "H": options["H"][i],
+                             "params": params[i] if isinstance(params, (list, tuple)) else params}, self.patch_size)
+                for i in rows]
+
+    def _seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        return seeds
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
-        if seed is None:
-            seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
-        for i, s in enumerate(seeds):
-            if s is not None or not self._started:
+        options = dict(options or {})
+        seeds = self._seeds(seed)
+        rows = self._reset_rows(options)
+        given = self._given_patches(options, rows)
+        for i in rows:
+            if seeds[i] is not None or not self._started:
                 # A prefetched patch came from the old RNG: finish it and throw it away.
                 pending = self._next[i]
                 if isinstance(pending, Future):
                     pending.result()
                 self._next[i] = None
-                self._rngs[i], _ = seeding.np_random(s)
-        self._start_rows(list(range(self.num_envs)))
-        self._autoreset[:] = False
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+        self._start_rows(rows, given)
+        self._autoreset[rows] = False
         self._started = True
-        return self._observations(), self._infos()
+        return self._observations(), self._infos(rows)
 
     @torch.no_grad()
     def step(self, actions):
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be {self.num_envs} ints, got {actions.dtype} array of shape {actions.shape}")
-        if ((actions < 0) | (actions >= NUM_ACTIONS)).any():
-            bad = actions[(actions < 0) | (actions >= NUM_ACTIONS)]
-            raise ValueError(f"actions must be in 0..{NUM_ACTIONS - 1} (0..11 = tools 1..12, 12 = stop), got {bad.tolist()}")
-
+        actions = check_actions(actions, self.num_envs)
         resetting = np.nonzero(self._autoreset)[0].tolist()
-        acting = ~self._autoreset
-        tool_rows = np.nonzero(acting & (actions != STOP))[0]
-        rewards = np.zeros(self.num_envs)
-        terminated = np.zeros(self.num_envs, dtype=bool)
-        terminated[acting & (actions == STOP)] = True
-
-        if len(tool_rows):
-            index = torch.as_tensor(tool_rows, device=self.device)
-            chosen = torch.as_tensor(actions[tool_rows], device=self.device)
-            restored = self.toolbox.apply(self._state[index], chosen).clamp_(0.0, 1.0)
-            self._state[index] = restored
-            self._image[tool_rows] = to_uint8(restored)
-            new_psnr = batch_psnr(restored, self._H[index]).cpu().numpy()
-            rewards[tool_rows] = new_psnr - self._psnr[tool_rows]
-            self._psnr[tool_rows] = new_psnr
-            self._steps[tool_rows] += 1
-            self._previous[tool_rows] = actions[tool_rows]
-            for i in tool_rows:
-                self._chains[i].append(int(actions[i]))
-            done = self._steps[tool_rows] >= self.max_steps
-            if self.training_rules:
-                done |= self._psnr[tool_rows] < self._input_psnr[tool_rows]
-            terminated[tool_rows] = done
-
+        actions[resetting] = STOP  # ignored: the row restarts below
+        rewards, applied = self._batch.step(actions)
+        terminated = self._batch.finished(self.max_steps, self.training_rules) & ~self._autoreset
         self._start_rows(resetting)
         self._autoreset = terminated.copy()
         return self._observations(), rewards, terminated, np.zeros(self.num_envs, dtype=bool), self._infos()
 
     def toolchains(self) -> list[list[int]]:
         """The tools (0..11) applied so far in each row's current episode."""
-        return [list(c) for c in self._chains]
+        return [list(c) for c in self._batch.chains]
 
     def render(self):
         if self.render_mode != "rgb_array" or not self._started:
             return None
+        b = self._batch
         return tuple(
-            render_frame(p.L, self._image[i].transpose(1, 2, 0), p.H, self._chains[i], (self._input_psnr[i], self._psnr[i]))
+            render_frame(p.L, b.image[i].transpose(1, 2, 0), p.H, b.chains[i], (b.input_psnr[i], b.psnr[i]))
             for i, p in enumerate(self._patches)
         )
 

@@ -18,10 +18,10 @@ from torch import nn
 
 from ..agents.oracle import Chain, all_chain_psnrs, apply_chains, exhaustive_toolchain, greedy_toolchain
 from ..data.tensors import to_uint8
-from ..envs.episode import NUM_ACTIONS, STOP
+from ..envs.toolchain import run_policy
 from ..metrics import batch_psnr, ssim
 from ..tools import NUM_TOOLS, Toolbox
-from .test_sets import TestSet
+from ..envs.held_out import HeldOutSet
 
 __all__ = [
     "Restoration", "Method", "InputMethod", "PolicyMethod", "GreedyOracleMethod", "ExhaustiveOracleMethod",
@@ -49,49 +49,6 @@ class Method(Protocol):
 
 def _chain_macs(toolbox: Toolbox, chains: Sequence[Chain], size: int) -> np.ndarray:
     return np.array([sum(toolbox.macs(i, size, size) for i in c) for c in chains], dtype=np.float64)
-
-
-@torch.no_grad()
-def run_policy(policy: Any, toolbox: Toolbox, L: torch.Tensor, max_steps: int = 3,
-               deterministic: bool = True, trace: list[torch.Tensor] | None = None,
-               ) -> tuple[torch.Tensor, list[Chain], np.ndarray]:
-    """Episodes of ``policy`` on every row of ``L`` at once, as the environment runs them
-    (the policy sees the uint8 view of the clamped float state). Returns the final images,
-    the chains and the number of decisions each row took. A ``trace`` list receives the
-    state of all rows before the first step and after every step that applied a tool."""
-    n = len(L)
-    current = L.clone()
-    if trace is not None:
-        trace.append(current.clone())
-    chains: list[list[int]] = [[] for _ in range(n)]
-    decisions = np.zeros(n, dtype=np.int64)
-    active = np.ones(n, dtype=bool)
-    previous = np.zeros((n, NUM_TOOLS), dtype=np.float32)
-    state = None
-    for step in range(max_steps):
-        observation = {"image": to_uint8(current), "previous_action": previous.copy(),
-                       "step": np.full(n, step, dtype=np.int64)}
-        actions, state = policy.predict(observation, state, episode_start=np.full(n, step == 0),
-                                        deterministic=deterministic)
-        actions = np.asarray(actions).reshape(-1)
-        if actions.shape != (n,) or ((actions < 0) | (actions >= NUM_ACTIONS)).any():
-            raise ValueError(f"the policy must return {n} actions in 0..{NUM_ACTIONS - 1}, got {actions!r}")
-        actions = actions.astype(np.int64)
-        decisions[active] += 1
-        active &= actions != STOP
-        if not active.any():
-            break
-        rows = np.nonzero(active)[0]
-        chosen = torch.as_tensor(actions[rows], device=L.device)
-        index = torch.as_tensor(rows, device=L.device)
-        current[index] = toolbox.apply(current[index], chosen).clamp_(0.0, 1.0)
-        if trace is not None:
-            trace.append(current.clone())
-        previous[:] = 0.0
-        previous[rows, actions[rows]] = 1.0
-        for r in rows:
-            chains[r].append(int(actions[r]))
-    return current, [tuple(c) for c in chains], decisions
 
 
 class InputMethod:
@@ -209,7 +166,7 @@ def _chain_statistics(chains: Sequence[Chain], max_steps: int) -> tuple[float, l
     return float(lengths.mean()), stop_rate, (usage / max(1.0, usage.sum())).tolist()
 
 
-def evaluate(methods: Sequence[Method], test_sets: Sequence[TestSet], max_steps: int = 3,
+def evaluate(methods: Sequence[Method], test_sets: Sequence[HeldOutSet], max_steps: int = 3,
              writer: Any = None, keep: bool = False) -> list[MethodResult]:
     """Every method on every test set. ``writer`` (a TensorBoard SummaryWriter) receives
     ``evaluate/<set>/<method>/<metric>`` scalars; ``keep`` keeps each restoration."""

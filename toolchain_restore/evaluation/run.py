@@ -12,13 +12,15 @@ import torch
 from ..agents.baseline_policies import FixedChainPolicy, RandomPolicy, parse_chain
 from ..agents.oracle import Chain, all_chain_psnrs, best_fixed_chain
 from ..agents.policy import load_agent
+from ..baselines import load_baseline
+from ..serialization import WeightsError, shipped_weights
 from ..tools import Toolbox, load_toolbox
 from ..runtime import Precision, precision_summary, resolve_device
 from ..training import settings_markdown
 from .protocol import (CNNMethod, ExhaustiveOracleMethod, GreedyOracleMethod, InputMethod, Method, MethodResult,
                        PolicyMethod, evaluate)
 from .report import markdown_report, plot_report
-from .test_sets import EVALUATION_SEED, TestSet, held_out_set, paired_folder_sets
+from ..envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set, paired_folder_sets
 
 __all__ = ["EvaluationSettings", "METHODS", "search_fixed_chain", "fixed_chain_of", "build_methods", "test_sets_for",
            "run_evaluation", "FIXED_CHAIN_KEY"]
@@ -92,8 +94,6 @@ def fixed_chain_of(toolbox: Toolbox, spec: str, patches: int, data: str | None, 
 
 
 def _shipped_baselines() -> list[str]:
-    from ..serialization import WeightsError, shipped_weights
-
     found = []
     for name in ("dncnn.safetensors", "vdsr.safetensors"):
         try:
@@ -125,15 +125,13 @@ def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device)
         elif name == "exhaustive":
             methods.append(ExhaustiveOracleMethod(toolbox, s.max_steps))
         elif name == "baselines":
-            from ..baselines import load_baseline
-
             for path in s.baselines or _shipped_baselines():
                 model = load_baseline(path, precision=s.precision).to(device)
                 methods.append(CNNMethod(getattr(model, "display_name", Path(path).stem), model))
     return methods
 
 
-def test_sets_for(s: EvaluationSettings) -> list[TestSet]:
+def test_sets_for(s: EvaluationSettings) -> list[HeldOutSet]:
     if s.pairs is not None:
         return paired_folder_sets(s.pairs)
     return [held_out_set(level, s.patches, s.data, s.seed, split=s.split) for level in s.levels]
@@ -147,7 +145,7 @@ def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     device = resolve_device(s.device)
     toolbox = load_toolbox(s.toolbox, device, s.precision)
     start = time.perf_counter()
-    sets = [TestSet(t.name, t.L.to(device), t.H.to(device)) for t in test_sets_for(s)]
+    sets = [HeldOutSet(t.name, t.L.to(device), t.H.to(device)) for t in test_sets_for(s)]
     methods = build_methods(s, toolbox, device)
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -30,7 +31,7 @@ class Toolbox(PrecisionMixin, nn.Module):
 
     ``toolbox(x, i)`` applies tool ``i`` (0..11) to ``x``, a float tensor N x 3 x H x W
     in [0, 1] of any spatial size, and returns ``x + tool_i(x)`` (not clipped, float32).
-    ``toolbox.apply(x, actions)`` runs each tool once on the rows that chose it.
+    ``toolbox.apply_tools(x, actions)`` runs each tool once on the rows that chose it.
 
     ``precision``: how the tools compute (see ``toolchain_restore.runtime``): None (a new
     toolbox's default: the caller's autocast context, as while training), 'auto', 'fp32',
@@ -64,7 +65,7 @@ class Toolbox(PrecisionMixin, nn.Module):
             # Channels-last (NHWC) convolutions run about a third faster with oneDNN and cuDNN.
             return tool(x.contiguous(memory_format=torch.channels_last))
 
-    def apply(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def apply_tools(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Apply tool ``actions[n]`` to row ``n``; rows whose action is outside 0..11 pass unchanged."""
         check_image_batch(x)
         actions = torch.as_tensor(actions, device=x.device).long()
@@ -77,6 +78,15 @@ class Toolbox(PrecisionMixin, nn.Module):
                     rows = (actions == i).nonzero(as_tuple=True)[0]
                     out[rows] = self.tools[i](x[rows].contiguous(memory_format=torch.channels_last))
         return out
+
+    def apply(self, fn_or_x, actions=None):
+        """``nn.Module.apply(fn)``; called with images and actions it is the old name of
+        :meth:`apply_tools`, kept one release with a deprecation warning."""
+        if actions is None and callable(fn_or_x):
+            return super().apply(fn_or_x)
+        warnings.warn("Toolbox.apply(x, actions) is deprecated; use Toolbox.apply_tools(x, actions)", DeprecationWarning,
+                      stacklevel=2)
+        return self.apply_tools(fn_or_x, actions)
 
     def macs(self, i: int, height: int, width: int) -> int:
         """Multiply-adds of tool ``i`` on one H x W image (stride 1, same padding)."""
