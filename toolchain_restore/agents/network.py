@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..envs.episode import NUM_ACTIONS
+from ..envs.toolchain import NUM_ACTIONS
 from ..nn import DecoupledConv2d, parse_conv_kind
 from ..runtime import PrecisionMixin, check_module_precision, module_autocast
 from ..tools import NUM_TOOLS
