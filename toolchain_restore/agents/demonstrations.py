@@ -28,6 +28,7 @@ from ..metrics import batch_psnr
 from ..serialization import atomic_write
 from ..tools import NUM_TOOLS, Toolbox
 from .network import RecurrentQNetwork
+from .oracle import try_every_tool
 
 __all__ = ["Demonstration", "DemonstrationBatch", "greedy_demonstrations", "save_demonstrations",
            "load_demonstrations", "sample_demonstrations", "demonstration_loss", "pretrain"]
@@ -85,8 +86,8 @@ def greedy_demonstrations(toolbox: Toolbox, patches: int, level: str = "moderate
             rows = active.nonzero(as_tuple=True)[0]
             if len(rows) == 0:
                 break
-            candidates = torch.stack([toolbox(current[rows], i).clamp_(0, 1) for i in range(NUM_TOOLS)])
-            scores = torch.stack([batch_psnr(c, H[rows]) for c in candidates]).T  # rows x tools
+            candidates, scores = try_every_tool(toolbox, current[rows], H[rows])
+            scores = scores.T  # rows x tools
             gains = (scores - psnr[rows, None]).float()
             best, choice = gains.max(dim=1)
             for k, r in enumerate(rows.tolist()):

@@ -10,7 +10,7 @@ from ..envs.toolchain import STOP, ToolchainBatch
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, Toolbox
 
-__all__ = ["GreedyResult", "greedy_toolchain", "Chain", "all_chain_psnrs", "best_fixed_chain", "exhaustive_toolchain",
+__all__ = ["GreedyResult", "greedy_toolchain", "try_every_tool", "Chain", "all_chain_psnrs", "best_fixed_chain", "exhaustive_toolchain",
            "apply_chains"]
 
 Chain = tuple[int, ...]
@@ -34,6 +34,15 @@ class GreedyResult:
 
 
 @torch.no_grad()
+def try_every_tool(toolbox: Toolbox, current: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every tool on every row of ``current`` (clamped): the candidates (tools x rows x ...)
+    and their PSNR against ``H`` (tools x rows). The greedy oracle's step and its
+    demonstrations both choose from these."""
+    candidates = torch.stack([toolbox(current, i).clamp_(0, 1) for i in range(NUM_TOOLS)])
+    return candidates, torch.stack([batch_psnr(c, H) for c in candidates])
+
+
+@torch.no_grad()
 def greedy_toolchain(toolbox: Toolbox, L: torch.Tensor, H: torch.Tensor, max_steps: int = 3) -> GreedyResult:
     """At each step apply the tool that raises PSNR most (judged with ``H``); stop when none helps.
 
@@ -50,8 +59,7 @@ def greedy_toolchain(toolbox: Toolbox, L: torch.Tensor, H: torch.Tensor, max_ste
         if not active.any():
             break
         rows = active.nonzero(as_tuple=True)[0]
-        candidates = torch.stack([toolbox(current[rows], i).clamp_(0, 1) for i in range(NUM_TOOLS)])
-        scores = torch.stack([batch_psnr(c, H[rows]) for c in candidates])  # tools x rows
+        candidates, scores = try_every_tool(toolbox, current[rows], H[rows])
         top, choice = scores.max(dim=0)
         helps = top > best_psnr[rows]
         for k, r in enumerate(rows.tolist()):
