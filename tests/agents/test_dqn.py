@@ -162,3 +162,64 @@ def test_clean_fraction_reaches_the_envs_and_the_evaluations(tmp_path, one_threa
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert {"eval/clean/stop_first", "eval/moderate/stop_first"} <= set(events.Tags()["scalars"])
+
+
+OLD_DQN_CHECKPOINT_KEYS = {"settings", "q", "target", "optimizer", "replay", "rng", "torch_rng", "counters"}
+"""What agents/dqn.py wrote before training.Run: ``settings`` (the DQNSettings as a dict),
+``q`` and ``target`` state dicts, ``optimizer``, ``replay`` (a list of numpy (images,
+actions, rewards) episodes), ``rng`` (the run's numpy Generator's bit_generator.state),
+``torch_rng`` and ``counters`` (global_step, updates, next_eval, next_sync). No CUDA,
+Python or global-numpy random state."""
+
+
+def test_a_checkpoint_in_the_old_format_resumes_like_a_new_one(tmp_path):
+    import shutil
+
+    train(_resume_settings(tmp_path / "new", 40), progress=False)
+    state = torch.load(tmp_path / "new" / "checkpoint.pt", weights_only=False)
+    assert OLD_DQN_CHECKPOINT_KEYS | {"cuda_rng", "python_rng", "numpy_rng"} == set(state)
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    torch.save({k: state[k] for k in OLD_DQN_CHECKPOINT_KEYS}, tmp_path / "old" / "checkpoint.pt")
+    from_new = train(_resume_settings(tmp_path / "new", 80), progress=False)
+    from_old = train(_resume_settings(tmp_path / "old", 80), progress=False)
+    after = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=False)["counters"]
+    assert after["global_step"] >= 80 and after["updates"] > state["counters"]["updates"]
+    assert all(torch.equal(x, y) for x, y in zip(_weights(from_new), _weights(from_old)))
+
+
+def test_callbacks_see_the_loop_and_the_held_out_evaluation(tmp_path, one_thread):
+    from toolchain_restore.agents.dqn import HeldOutEvaluation
+    from toolchain_restore.training import Callback
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_train_start(self, state):
+            self.calls.append(("start", state.step))
+
+        def on_loss(self, state, loss):
+            self.calls.append(("loss", state.step))
+            return loss
+
+        def on_step_end(self, state):
+            self.calls.append(("step", state.step))
+
+        def on_evaluate(self, state):
+            self.calls.append(("evaluate", state.step, set(state.metrics)))
+
+        def on_train_end(self, state):
+            self.calls.append(("end", state.step))
+
+    recorder = Recorder()
+    settings = DQNSettings(num_envs=2, total_steps=12, replay_steps=100, learning_starts=4, train_every=4,
+                           batch_episodes=2, eval_every=12, eval_patches=2, device="cpu", out_dir=str(tmp_path))
+    train(settings, progress=False, callbacks=(recorder,))
+    kinds = [call[0] for call in recorder.calls]
+    assert kinds[0] == "start" and recorder.calls[0][1] == 0 and kinds[-1] == "end"
+    assert kinds.count("loss") == 2 and kinds.count("evaluate") == 1
+    steps = [call[1] for call in recorder.calls if call[0] == "step"]
+    assert steps == sorted(steps) and steps[-1] >= 12
+    (evaluation,) = [call for call in recorder.calls if call[0] == "evaluate"]
+    assert evaluation[1] >= 12 and {"mild/psnr", "moderate/gain", "severe/chain_length"} <= evaluation[2]
+    assert HeldOutEvaluation(RecurrentQPolicy(), settings).levels == ("mild", "moderate", "severe")

@@ -73,3 +73,22 @@ def test_trainer_projects_filters_and_adds_the_penalty(tmp_path):
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert "losses/orthogonality" in events.Tags()["scalars"]
+
+
+def test_the_aids_are_a_callback_equal_to_the_settings(tmp_path):
+    from toolchain_restore.nn import DCNetTrainingAids
+
+    common = dict(iterations=12, lr=1e-2, schedule="constant", log_every=4, eval_every=12, checkpoint_every=12,
+                  progress=False, device="cpu")
+    by_settings = TinyTask()
+    Trainer(TrainerSettings(out_dir=str(tmp_path / "a"), filter_projection_every=4, orthogonality_weight=0.5,
+                            **common)).fit(by_settings)
+    by_callback = TinyTask()
+    Trainer(TrainerSettings(out_dir=str(tmp_path / "b"), **common),
+            callbacks=(DCNetTrainingAids(filter_projection_every=4, orthogonality_weight=0.5),)).fit(by_callback)
+    plain = TinyTask()
+    Trainer(TrainerSettings(out_dir=str(tmp_path / "c"), **common)).fit(plain)
+    for (name, a), (_, b), (_, c) in zip(*(t.model.state_dict().items() for t in (by_settings, by_callback, plain))):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, c) for a, c in zip(by_settings.model.state_dict().values(),
+                                                      plain.model.state_dict().values()))

@@ -1,18 +1,24 @@
 """Recurrent deep Q-learning of RL-Restore, on the native batched environment.
 
-Read top to bottom: settings, evaluation, then ``train`` holds the whole algorithm.
+Read top to bottom: settings, the held-out evaluation (a callback), the pieces of the loop
+(episode collection, the TD loss, checkpoints), then ``train`` holds the whole algorithm.
 Experience is collected from ``ToolchainRestoreVectorEnv`` (each tool runs once per step
 on all envs that chose it); whole episodes go to the replay memory because the LSTM needs
 the full chain; a batch of episodes is replayed from a zero LSTM state.
+
+The run directory, settings file and its check on resume, checkpoints with the random
+state, TensorBoard, the learning-rate schedule and the progress bar are the shared
+:class:`~toolchain_restore.training.Run`'s, as for every other model of the project.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,15 +31,14 @@ from ..envs.toolchain import run_policy
 from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
-from ..serialization import atomic_write
 from ..runtime import Precision, precision_summary, resolve_device, resolve_precision
-from ..training import settings_markdown
+from ..training import Callback, CallbackList, LearningRateSchedule, Run, TrainingState, settings_markdown
 from .network import RecurrentQNetwork
 from .demonstrations import load_demonstrations, pretrain
 from .policy import RecurrentQPolicy, check_views
 from .replay import Episode, EpisodeReplay
 
-__all__ = ["DQNSettings", "CPU_PRESET", "evaluate_agent", "train", "preset"]
+__all__ = ["DQNSettings", "CPU_PRESET", "HeldOutEvaluation", "evaluate_agent", "train", "preset"]
 
 LOG_EVERY = 1000
 """Environment steps between TensorBoard records of the episode statistics."""
@@ -174,70 +179,143 @@ def toolchain_picture(policy: RecurrentQPolicy, s: DQNSettings, device: torch.de
     return toolchain_figure(traces, s.max_steps, tile=126)
 
 
+class HeldOutEvaluation(Callback):
+    """The DQN's held-out evaluation as a callback: the greedy toolchains of ``policy`` on
+    the fixed test patches of every severity (:func:`evaluate_agent`) under
+    ``eval/<level>/``, and a few drawn ones under ``images/toolchains``.
+
+    The training loop reaches the evaluation package (test sets, run_policy, figures) only
+    through here, so that coupling sits in one place."""
+
+    def __init__(self, policy: RecurrentQPolicy, settings: DQNSettings) -> None:
+        self.policy, self.settings = policy, settings
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The severities scored: the clean level too when training sees nearly clean patches."""
+        return ("mild", "moderate", "severe") + (("clean",) if self.settings.clean_fraction > 0 else ())
+
+    def on_evaluate(self, state: TrainingState) -> None:
+        s, writer = self.settings, state.run.writer
+        for level in self.levels:
+            result = evaluate_agent(self.policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps,
+                                    device=state.device, precision=s.precision)
+            for key, value in result.items():
+                writer.add_scalar(f"eval/{level}/{key}", value, state.step)
+                state.metrics[f"{level}/{key}"] = value
+        picture = np.asarray(toolchain_picture(self.policy, s, state.device))
+        writer.add_image("images/toolchains", picture, state.step, dataformats="HWC")
+
+
 RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir",
                      "views", "precision"}
 """Settings a resumed run may change; any other difference makes the checkpoint refuse to load."""
 
 
-def _save_checkpoint(path: Path, s: DQNSettings, q, target, optimizer, replay: EpisodeReplay,
-                     rng: np.random.Generator, counters: dict[str, int]) -> None:
-    state = {
-        "settings": asdict(s),
-        "q": q.state_dict(),
-        "target": target.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "replay": [(e.images, e.actions, e.rewards) for e in replay.episodes],
-        "rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "counters": counters,
-    }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+class EpisodeCollector:
+    """The episodes in flight on the rows of the vector env, and the statistics of those
+    that ended since the last record. An episode goes to the replay memory only whole: the
+    LSTM replays the full chain."""
+
+    def __init__(self, obs: dict[str, np.ndarray], num_envs: int) -> None:
+        self.fresh = np.zeros(num_envs, dtype=bool)  # rows whose LSTM state starts again at the next step
+        self.resetting = np.zeros(num_envs, dtype=bool)  # rows whose next step is an autoreset
+        self.images = [[obs["image"][i]] for i in range(num_envs)]
+        self.actions: list[list[int]] = [[] for _ in range(num_envs)]
+        self.rewards: list[list[float]] = [[] for _ in range(num_envs)]
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self.stops: list[bool] = []
+        self.actions_taken: list[int] = []
+
+    def add_step(self, obs: dict[str, np.ndarray], actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                 replay: EpisodeReplay) -> int:
+        """Record one step of the vector env; finished episodes go to ``replay``. Returns the
+        environment steps taken: rows that only autoreset took none."""
+        acting = ~self.resetting
+        for i in np.nonzero(acting)[0]:
+            self.actions[i].append(int(actions[i]))
+            self.rewards[i].append(float(rewards[i]))
+            self.images[i].append(obs["image"][i])
+            if terminated[i]:
+                replay.add(Episode(np.stack(self.images[i]), np.array(self.actions[i]),
+                                   np.array(self.rewards[i], np.float32)))
+                self.returns.append(sum(self.rewards[i]))
+                self.lengths.append(sum(a < NUM_TOOLS for a in self.actions[i]))
+                self.stops.append(self.actions[i][-1] == STOP)
+                self.actions_taken += self.actions[i]
+        for i in np.nonzero(self.resetting)[0]:  # the env reset this row: a new episode starts here
+            self.images[i], self.actions[i], self.rewards[i] = [obs["image"][i]], [], []
+        self.fresh = self.resetting | terminated
+        self.resetting = terminated.copy()
+        return int(acting.sum())
+
+    def log(self, writer: Any, step: int) -> None:
+        """The ended episodes' mean return, length, stop rate and tool usage; then forget them."""
+        writer.add_scalar("charts/episodic_return", float(np.mean(self.returns)), step)
+        writer.add_scalar("charts/episodic_length", float(np.mean(self.lengths)), step)
+        writer.add_scalar("charts/stop_rate", float(np.mean(self.stops)), step)
+        usage = np.bincount(self.actions_taken, minlength=NUM_TOOLS + 1)[:NUM_TOOLS]
+        for k in range(NUM_TOOLS):
+            writer.add_scalar(f"charts/tool_usage/tool{k + 1:02d}", usage[k] / max(1, usage.sum()), step)
+        self.returns, self.lengths, self.stops, self.actions_taken = [], [], [], []
 
 
-def _load_checkpoint(path: Path, s: DQNSettings, q, target, optimizer, replay: EpisodeReplay,
-                     rng: np.random.Generator, device: torch.device) -> dict[str, int]:
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-        saved = state["settings"]
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise RuntimeError(f"cannot resume: checkpoint {path} is unreadable ({err}); delete it or pass --resume false") from err
-    changed = sorted(k for k, v in asdict(s).items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(s, k)!r}" for k in changed)
-        raise RuntimeError(f"cannot resume from {path}: it was trained with other settings ({detail}); "
-                           f"use another out_dir or --resume false")
-    q.load_state_dict(state["q"])
-    target.load_state_dict(state["target"])
-    optimizer.load_state_dict(state["optimizer"])
-    for images, actions, rewards in state["replay"]:
-        replay.add(Episode(images, actions, rewards))
-    rng.bit_generator.state = state["rng"]
-    torch.set_rng_state(state["torch_rng"])
-    return state["counters"]
+class PhaseClock:
+    """Wall time of the three phases of a step (acting, environment, learning), logged as
+    shares of the run's time (perf/...) to show where time goes, with the step rate."""
+
+    def __init__(self, step: int) -> None:
+        self.start, self.start_step = time.perf_counter(), step
+        self.seconds = {"acting": 0.0, "environment": 0.0, "learning": 0.0}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - tick
+
+    def log(self, writer: Any, step: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        writer.add_scalar("charts/steps_per_second", (step - self.start_step) / elapsed, step)
+        for phase, spent in self.seconds.items():
+            writer.add_scalar(f"perf/{phase}_share", spent / elapsed, step)
 
 
-def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
-    """Train the agent; write ``agent.safetensors``, ``settings.json``, ``checkpoint.pt`` and
-    TensorBoard logs to out_dir.
+def epsilon_at(s: DQNSettings, step: int) -> float:
+    """Exploration at environment step ``step``: linear from epsilon_start to epsilon_end."""
+    return s.epsilon_end + (s.epsilon_start - s.epsilon_end) * max(0.0, 1.0 - step / s.epsilon_decay_steps)
 
-    A run that finds a checkpoint in out_dir continues from it (``resume``): networks,
-    optimiser, replay memory, counters and random state come back. Episodes that were
-    half-way through when the checkpoint was written are dropped; the environments start
-    fresh episodes seeded from the step, so resuming the same checkpoint twice gives the
-    same result.
-    """
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm.auto import tqdm
 
-    s = settings
-    check_views(s.views)
-    device = resolve_device(s.device)
-    out_dir = Path(s.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out_dir / "checkpoint.pt"
-    rng = np.random.default_rng(s.seed)
-    torch.manual_seed(s.seed)
+def lr_schedule(s: DQNSettings) -> LearningRateSchedule:
+    """The learning rate halves every lr_halve_every environment steps, down to lr_min."""
+    return LearningRateSchedule(lr=s.lr, kind="step", iterations=s.total_steps, lr_min=s.lr_min,
+                                step_every=s.lr_halve_every, gamma=0.5)
 
+
+def td_loss(q: RecurrentQNetwork, target: RecurrentQNetwork, batch: Any,
+            s: DQNSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Huber TD loss over the real steps of a replayed batch of episodes, and the
+    Q-values of the actions taken (time x batch)."""
+    q_all, _ = q(batch.images, batch.previous)
+    q_taken = q_all[:-1].gather(-1, batch.actions[..., None]).squeeze(-1)
+    with torch.no_grad():
+        target_all, _ = target(batch.images, batch.previous)
+        if s.double_dqn:
+            best = q_all[1:].argmax(-1, keepdim=True)
+            next_value = target_all[1:].gather(-1, best).squeeze(-1)
+        else:
+            next_value = target_all[1:].max(-1).values
+        td_target = batch.rewards + s.gamma * (1.0 - batch.done) * next_value
+    losses = F.huber_loss(q_taken, td_target, reduction="none", delta=s.huber_delta)
+    return (losses * batch.mask).sum() / batch.mask.sum(), q_taken
+
+
+def initial_network(s: DQNSettings, device: torch.device, run: Run) -> RecurrentQNetwork:
+    """A fresh network or init_agent's weights; on a fresh run with demonstrations, then
+    pretrained on the greedy oracle's demonstrations (DQfD-style), DQN going on from there."""
     q = RecurrentQNetwork(conv=s.conv, precision=s.precision).to(device)
     if s.init_agent is not None:
         start_from = RecurrentQPolicy.load(s.init_agent, device=device).network
@@ -245,148 +323,162 @@ def train(settings: DQNSettings, progress: bool = True) -> RecurrentQPolicy:
             raise ValueError(f"init_agent {s.init_agent} has {start_from.conv!r} convolutions, the settings ask for "
                              f"{s.conv!r}")
         q.load_state_dict(start_from.state_dict())
-    resumed = s.resume and checkpoint_path.is_file()
-    if s.demonstrations and not resumed:
-        # -- pretrain on the greedy oracle's demonstrations (DQfD-style); DQN goes on from there
-        with SummaryWriter(str(out_dir / "pretrain")) as pretrain_writer:
+    if s.demonstrations and not run.has_checkpoint:
+        with run.sub_writer("pretrain") as pretrain_writer:
             demos = [d for path in s.demonstrations for d in load_demonstrations(path)]
             pretrain(q, demos, s.demo_updates, s.batch_episodes, s.demo_lr,
                      s.demo_margin, s.demo_margin_weight, s.gamma, s.huber_delta, s.seed, pretrain_writer)
-        RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device).save(out_dir / "pretrained.safetensors",
-                                                                         training=asdict(s))
+        if run.is_main:
+            RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device).save(run.out_dir / "pretrained.safetensors",
+                                                                             training=asdict(s))
+    return q
+
+
+def checkpoint_state(s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork,
+                     optimizer: torch.optim.Optimizer, replay: EpisodeReplay, rng: np.random.Generator,
+                     counters: dict[str, int]) -> dict[str, Any]:
+    """What a DQN checkpoint holds beside the random state the run adds."""
+    return {"settings": asdict(s), "q": q.state_dict(), "target": target.state_dict(),
+            "optimizer": optimizer.state_dict(), "replay": [(e.images, e.actions, e.rewards) for e in replay.episodes],
+            "rng": rng.bit_generator.state, "counters": counters}
+
+
+def resume(run: Run, s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork,
+           optimizer: torch.optim.Optimizer, replay: EpisodeReplay, rng: np.random.Generator,
+           device: torch.device) -> dict[str, int]:
+    """Networks, optimiser, replay memory, random state and counters from the run's
+    checkpoint, once its settings are checked against ``s``."""
+    state = run.load_checkpoint(device, settings=asdict(s), weights_only=False)  # the replay holds numpy arrays
+    run.restore(state, {"q": q, "target": target, "optimizer": optimizer})
+    for images, actions, rewards in state["replay"]:
+        replay.add(Episode(images, actions, rewards))
+    rng.bit_generator.state = state["rng"]
+    return state["counters"]
+
+
+def make_envs(s: DQNSettings, device: torch.device) -> ToolchainRestoreVectorEnv:
+    """The native vector env of training patches (each tool runs once per step on all envs that chose it)."""
+    return ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
+                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device),
+                                     precision=s.precision, clean_fraction=s.clean_fraction)
+
+
+def log_charts(writer: Any, step: int, episodes: EpisodeCollector, clock: PhaseClock, epsilon: float,
+               lr: float) -> None:
+    """The charts/ and perf/ records of every LOG_EVERY environment steps."""
+    episodes.log(writer, step)
+    writer.add_scalar("charts/epsilon", epsilon, step)
+    writer.add_scalar("charts/learning_rate", lr, step)
+    clock.log(writer, step)
+
+
+def setup(s: DQNSettings, run: Run, device: torch.device, rng: np.random.Generator) -> tuple[
+        RecurrentQNetwork, RecurrentQNetwork, torch.optim.Optimizer, torch.amp.GradScaler, EpisodeReplay,
+        dict[str, int]]:
+    """The online and target networks, Adam, the loss scaler, the replay memory and the
+    counters: fresh, or from the run's checkpoint."""
+    q = initial_network(s, device, run)
     target = copy.deepcopy(q)
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
     # float16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(s.precision, device).precision == "fp16")
     replay = EpisodeReplay(s.replay_steps)
     counters = {"global_step": 0, "updates": 0, "next_eval": s.eval_every, "next_sync": s.target_sync_every}
-    if resumed:
-        counters = _load_checkpoint(checkpoint_path, s, q, target, optimizer, replay, rng, device)
-    (out_dir / "settings.json").write_text(json.dumps(asdict(s), indent=2))
-    writer = SummaryWriter(str(out_dir), purge_step=counters["global_step"] if resumed else None)
-    if not resumed:
-        writer.add_text("settings", settings_markdown(s), 0)
-    writer.add_text("precision", precision_summary(s.precision, device), counters["global_step"])
-    policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
-    # Acts during training with the scheduled epsilon; shares the network and the run's rng.
-    explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
+    if run.has_checkpoint:
+        counters = resume(run, s, q, target, optimizer, replay, rng, device)
+    return q, target, optimizer, scaler, replay, counters
 
-    envs = ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
-                                     max_steps=s.max_steps, training_rules=s.training_rules, device=str(device),
-                                     precision=s.precision, clean_fraction=s.clean_fraction)
-    global_step, updates = counters["global_step"], counters["updates"]
-    next_eval, next_sync = counters["next_eval"], counters["next_sync"]
+
+def gradient_step(q: RecurrentQNetwork, target: RecurrentQNetwork, optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler, batch: Any, s: DQNSettings, hooks: Callback,
+                  loop: TrainingState) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Adam step on the TD loss of a replayed batch (plus any terms the callbacks add);
+    returns the TD loss and the Q-values of the actions taken."""
+    loss, q_taken = td_loss(q, target, batch, s)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(hooks.on_loss(loop, loss)).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, q_taken
+
+
+def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RecurrentQPolicy:
+    """Train the agent; write ``agent.safetensors``, ``settings.json``, ``checkpoint.pt`` and
+    TensorBoard logs to out_dir. ``callbacks`` hook into the loop after the held-out evaluation.
+
+    A run that finds a checkpoint in out_dir continues from it (``resume``): networks,
+    optimiser, replay memory, counters and random state come back. Episodes that were
+    half-way through when the checkpoint was written are dropped; the environments start
+    fresh episodes seeded from the step, so resuming the same checkpoint twice gives the
+    same result.
+    """
+    s = settings
+    check_views(s.views)
+    device = resolve_device(s.device)
+    run = Run(s.out_dir, resume=s.resume, resumable=RESUMABLE_CHANGES, undo_resume="--resume false",
+              schedule=lr_schedule(s))
+    rng = np.random.default_rng(s.seed)
+    torch.manual_seed(s.seed)
+    q, target, optimizer, scaler, replay, counters = setup(s, run, device, rng)
+    global_step, updates, next_eval, next_sync = (counters[k] for k in ("global_step", "updates", "next_eval",
+                                                                        "next_sync"))
     next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
-    obs, _ = envs.reset(seed=s.seed + global_step)
-    n = s.num_envs
-    state = None
-    fresh = np.zeros(n, dtype=bool)  # rows whose LSTM state starts again at the next step
-    resetting = np.zeros(n, dtype=bool)  # rows whose next step is an autoreset
-    images = [[obs["image"][i]] for i in range(n)]
-    actions_of: list[list[int]] = [[] for _ in range(n)]
-    rewards_of: list[list[float]] = [[] for _ in range(n)]
-    recent_returns, recent_lengths, recent_stops, recent_actions = [], [], [], []
-    start, start_step = time.perf_counter(), global_step
-    # Wall time of the three phases of a step, logged as shares (perf/...) to show where time goes.
-    phase_seconds = {"acting": 0.0, "environment": 0.0, "learning": 0.0}
-    bar = tqdm(total=s.total_steps, initial=global_step, disable=not progress, desc="agent")
+    run.write_settings(asdict(s))
+    with run, contextlib.closing(make_envs(s, device)) as envs:
+        run.open_writer(global_step, settings_markdown(s), precision_summary(s.precision, device), purge=True)
+        policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
+        # Acts during training with the scheduled epsilon; shares the network and the run's rng.
+        explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
+        hooks, loop = CallbackList([HeldOutEvaluation(policy, s), *callbacks]), TrainingState(run, q, device, global_step)
+        obs, _ = envs.reset(seed=s.seed + global_step)
+        episodes, lstm_state, clock = EpisodeCollector(obs, s.num_envs), None, PhaseClock(global_step)
+        bar = run.progress_bar(s.total_steps, global_step, "agent", progress)
+        hooks.on_train_start(loop)
+        while global_step < s.total_steps:
+            # -- act: epsilon-greedy on the batch, then remember whole episodes --------------
+            explorer.epsilon = epsilon = epsilon_at(s, global_step)
+            with clock.phase("acting"):
+                actions, lstm_state = explorer.predict(obs, lstm_state, episode_start=episodes.fresh)
+            with clock.phase("environment"):
+                obs, rewards, terminated, _, _ = envs.step(actions)
+            acted = episodes.add_step(obs, actions, rewards, terminated, replay)
+            global_step = loop.step = global_step + acted
+            bar.update(acted)
 
-    while global_step < s.total_steps:
-        # -- act: epsilon-greedy on the batch ---------------------------------------------
-        epsilon = s.epsilon_end + (s.epsilon_start - s.epsilon_end) * max(0.0, 1.0 - global_step / s.epsilon_decay_steps)
-        explorer.epsilon = epsilon
-        tick = time.perf_counter()
-        actions, state = explorer.predict(obs, state, episode_start=fresh)
-        tock = time.perf_counter()
-        obs, rewards, terminated, _, _ = envs.step(actions)
-        phase_seconds["acting"] += tock - tick
-        phase_seconds["environment"] += time.perf_counter() - tock
+            # -- learn: one gradient step per train_every environment steps ------------------
+            with clock.phase("learning"):
+                if global_step >= s.learning_starts and len(replay):
+                    run.set_learning_rate(optimizer, global_step)
+                    while updates < (global_step - s.learning_starts) // s.train_every:
+                        batch = replay.sample(s.batch_episodes, rng, device)
+                        loss, q_taken = gradient_step(q, target, optimizer, scaler, batch, s, hooks, loop)
+                        updates += 1
+                        if updates % 100 == 0:
+                            run.writer.add_scalar("losses/td_loss", loss.item(), global_step)
+                            run.writer.add_scalar("losses/q_values", (q_taken * batch.mask).sum().item()
+                                                  / batch.mask.sum().item(), global_step)
+                    if global_step >= next_sync:
+                        target.load_state_dict(q.state_dict())
+                        next_sync += s.target_sync_every
+            hooks.on_step_end(loop)
 
-        # -- remember whole episodes ------------------------------------------------------
-        acting = ~resetting
-        global_step += int(acting.sum())
-        for i in np.nonzero(acting)[0]:
-            actions_of[i].append(int(actions[i]))
-            rewards_of[i].append(float(rewards[i]))
-            images[i].append(obs["image"][i])
-            if terminated[i]:
-                replay.add(Episode(np.stack(images[i]), np.array(actions_of[i]), np.array(rewards_of[i], np.float32)))
-                recent_returns.append(sum(rewards_of[i]))
-                recent_lengths.append(sum(a < NUM_TOOLS for a in actions_of[i]))
-                recent_stops.append(actions_of[i][-1] == STOP)
-                recent_actions += actions_of[i]
-        for i in np.nonzero(resetting)[0]:  # the env reset this row: a new episode starts here
-            images[i], actions_of[i], rewards_of[i] = [obs["image"][i]], [], []
-        fresh = resetting | terminated
-        resetting = terminated.copy()
-        bar.update(int(acting.sum()))
-
-        # -- learn ------------------------------------------------------------------------
-        tick = time.perf_counter()
-        if global_step >= s.learning_starts and len(replay):
-            for group in optimizer.param_groups:
-                group["lr"] = max(s.lr_min, s.lr * 0.5 ** (global_step // s.lr_halve_every))
-            while updates < (global_step - s.learning_starts) // s.train_every:
-                batch = replay.sample(s.batch_episodes, rng, device)
-                q_all, _ = q(batch.images, batch.previous)
-                q_taken = q_all[:-1].gather(-1, batch.actions[..., None]).squeeze(-1)
-                with torch.no_grad():
-                    target_all, _ = target(batch.images, batch.previous)
-                    if s.double_dqn:
-                        best = q_all[1:].argmax(-1, keepdim=True)
-                        next_value = target_all[1:].gather(-1, best).squeeze(-1)
-                    else:
-                        next_value = target_all[1:].max(-1).values
-                    td_target = batch.rewards + s.gamma * (1.0 - batch.done) * next_value
-                losses = F.huber_loss(q_taken, td_target, reduction="none", delta=s.huber_delta)
-                loss = (losses * batch.mask).sum() / batch.mask.sum()
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                updates += 1
-                if updates % 100 == 0:
-                    writer.add_scalar("losses/td_loss", loss.item(), global_step)
-                    writer.add_scalar("losses/q_values", (q_taken * batch.mask).sum().item() / batch.mask.sum().item(), global_step)
-            if global_step >= next_sync:
-                target.load_state_dict(q.state_dict())
-                next_sync += s.target_sync_every
-        phase_seconds["learning"] += time.perf_counter() - tick
-
-        crossed = global_step // LOG_EVERY != (global_step - int(acting.sum())) // LOG_EVERY
-        if recent_returns and (crossed or global_step >= s.total_steps):
-            writer.add_scalar("charts/episodic_return", float(np.mean(recent_returns)), global_step)
-            writer.add_scalar("charts/episodic_length", float(np.mean(recent_lengths)), global_step)
-            writer.add_scalar("charts/stop_rate", float(np.mean(recent_stops)), global_step)
-            writer.add_scalar("charts/epsilon", epsilon, global_step)
-            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            elapsed = time.perf_counter() - start
-            writer.add_scalar("charts/steps_per_second", (global_step - start_step) / elapsed, global_step)
-            for phase, spent in phase_seconds.items():
-                writer.add_scalar(f"perf/{phase}_share", spent / elapsed, global_step)
-            usage = np.bincount(recent_actions, minlength=NUM_TOOLS + 1)[:NUM_TOOLS]
-            for k in range(NUM_TOOLS):
-                writer.add_scalar(f"charts/tool_usage/tool{k + 1:02d}", usage[k] / max(1, usage.sum()), global_step)
-            recent_returns, recent_lengths, recent_stops, recent_actions = [], [], [], []
-
-        if global_step >= next_eval or global_step >= s.total_steps:
-            next_eval += s.eval_every
-            for level in ("mild", "moderate", "severe") + (("clean",) if s.clean_fraction > 0 else ()):
-                result = evaluate_agent(policy, level, s.eval_patches, s.data, s.toolbox, max_steps=s.max_steps,
-                                        device=device, precision=s.precision)
-                for key, value in result.items():
-                    writer.add_scalar(f"eval/{level}/{key}", value, global_step)
-            writer.add_image("images/toolchains", np.asarray(toolchain_picture(policy, s, device)), global_step,
-                             dataformats="HWC")
-            policy.save(out_dir / "agent.safetensors", training=asdict(s))
-        if global_step >= next_checkpoint or global_step >= s.total_steps:
-            next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
-            counters = {"global_step": global_step, "updates": updates, "next_eval": next_eval, "next_sync": next_sync}
-            _save_checkpoint(checkpoint_path, s, q, target, optimizer, replay, rng, counters)
-    bar.close()
-    envs.close()
-    writer.close()
-    policy.save(out_dir / "agent.safetensors", training=asdict(s))
+            # -- record, evaluate, checkpoint ------------------------------------------------
+            finished = global_step >= s.total_steps
+            if episodes.returns and (global_step // LOG_EVERY != (global_step - acted) // LOG_EVERY or finished):
+                log_charts(run.writer, global_step, episodes, clock, epsilon, optimizer.param_groups[0]["lr"])
+            if global_step >= next_eval or finished:
+                next_eval += s.eval_every
+                if run.is_main:
+                    hooks.on_evaluate(loop)
+                    policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
+            if global_step >= next_checkpoint or finished:
+                next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
+                counters = {"global_step": global_step, "updates": updates, "next_eval": next_eval,
+                            "next_sync": next_sync}
+                run.save_checkpoint(checkpoint_state(s, q, target, optimizer, replay, rng, counters))
+        hooks.on_train_end(loop)
+    if run.is_main:
+        policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
     return policy
 
 

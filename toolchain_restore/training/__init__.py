@@ -1,6 +1,13 @@
-"""The generic trainer shared by every model of the project."""
+"""The training framework shared by every model of the project: the run (directory,
+settings, checkpoints, TensorBoard, schedule, ranks), callbacks, and the generic trainer."""
 
 from ..runtime import resolve_device  # its home is runtime; kept here for the callers of training.resolve_device
-from .trainer import Trainer, TrainerSettings, TrainingTask, lr_at, settings_markdown, step_rng
+from .callbacks import Callback, CallbackList, TrainingState
+from .distributed import Distributed
+from .run import Run, settings_markdown
+from .schedule import LearningRateSchedule
+from .trainer import Trainer, TrainerSettings, TrainingTask, lr_at, settings_callbacks, step_rng, trainer_schedule
 
-__all__ = ["Trainer", "TrainerSettings", "TrainingTask", "lr_at", "resolve_device", "settings_markdown", "step_rng"]
+__all__ = ["Callback", "CallbackList", "Distributed", "LearningRateSchedule", "Run", "Trainer", "TrainerSettings",
+           "TrainingState", "TrainingTask", "lr_at", "resolve_device", "settings_callbacks", "settings_markdown",
+           "step_rng", "trainer_schedule"]

@@ -1,9 +1,12 @@
 """The one generic trainer: tools, joint fine-tuning and the synthesis models all use it.
 
-What it owns: the optimiser and learning-rate schedule, the loop with a progress bar,
-TensorBoard (losses, held-out metrics, sample images, the settings as text), atomic
-checkpoints that resume a killed run to the very result it would have reached, device
-selection, and data-parallel training across processes started by ``torchrun``.
+What it owns: the optimiser, the loop (prefetched batches, precision, gradient clipping,
+data-parallel gradient averaging across processes started by ``torchrun``), and what it
+logs: losses, held-out metrics and sample images. The run directory, settings file,
+checkpoints, resuming, TensorBoard writer, learning-rate schedule and progress bar are
+the :class:`~toolchain_restore.training.run.Run`'s, shared with the recurrent DQN; a
+model's extras (DCNet's filter projection and orthogonality penalty) are
+:class:`~toolchain_restore.training.callbacks.Callback` hooks.
 
 What a task owns (:class:`TrainingTask`): the model, how to make the batch of a given
 step, the loss, and the held-out evaluation. Batches are a pure function of
@@ -13,23 +16,25 @@ step, the loss, and the held-out evaluation. Batches are a pure function of
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..serialization import atomic_write
-from ..nn import orthogonality_penalty, project_filters
 from ..runtime import Precision, autocast, check_precision, precision_summary, resolve_device, resolve_precision
+from .callbacks import Callback, CallbackList, TrainingState
+from .distributed import Distributed, average_gradients, broadcast_parameters, check_in_sync, trainable
+from .run import CHECKPOINT_NAME, Run, settings_markdown
+from .schedule import LearningRateSchedule
 
-__all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown", "step_rng"]
+__all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown", "step_rng",
+           "trainer_schedule", "settings_callbacks"]
 
 
 @dataclass
@@ -117,43 +122,64 @@ class TrainingTask(Protocol):
         """Named 3 x H x W images in [0, 1] for TensorBoard (called on rank 0 only)."""
 
 
+def trainer_schedule(s: TrainerSettings) -> LearningRateSchedule:
+    """The learning-rate schedule that ``s`` describes."""
+    return LearningRateSchedule(lr=s.lr, kind=s.schedule, iterations=s.iterations, lr_min=s.lr_min, warmup=s.warmup,
+                                hold=s.hold, step_every=s.lr_step_every, gamma=s.lr_gamma)
+
+
 def lr_at(step: int, s: TrainerSettings) -> float:
     """Learning rate at optimiser step ``step`` (0-based)."""
-    if s.warmup and step < s.warmup:
-        return s.lr * (step + 1) / s.warmup
-    if s.schedule == "constant":
-        lr = s.lr
-    elif s.schedule == "step":
-        lr = s.lr * s.lr_gamma ** (step // max(1, s.lr_step_every))
-    else:
-        progress = min(1.0, max(0, step - s.warmup - s.hold) / max(1, s.iterations - s.warmup - s.hold))
-        factor = 0.5 * (1 + math.cos(math.pi * progress)) if s.schedule == "cosine" else 1.0 - progress
-        lr = s.lr_min + (s.lr - s.lr_min) * factor
-    return max(lr, s.lr_min)
+    return trainer_schedule(s).at(step)
 
 
-def settings_markdown(*settings: Any) -> str:
-    """A markdown table of one or more settings dataclasses, for TensorBoard's text tab."""
-    rows = ["| setting | value |", "|---|---|"]
-    for s in settings:
-        for k, v in asdict(s).items():
-            rows.append(f"| {type(s).__name__}.{k} | {v} |")
-    return "\n".join(rows)
+def settings_callbacks(s: TrainerSettings) -> list[Callback]:
+    """The hooks that ``s`` asks for: DCNet's training aids when filter_projection_every or
+    orthogonality_weight is set."""
+    if not (s.filter_projection_every or s.orthogonality_weight > 0):
+        return []
+    # Imported here: nn's aids build on training's Callback, so a module-level import would be circular.
+    from ..nn.training_aids import DCNetTrainingAids
+
+    return [DCNetTrainingAids(s.filter_projection_every, s.orthogonality_weight)]
 
 
-@dataclass
-class _Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    active: bool = False
+class _Prefetcher:
+    """Makes the batches of the next ``prefetch`` steps in background threads."""
 
-    @classmethod
-    def from_env(cls) -> "_Distributed":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), True)
+    def __init__(self, task: TrainingTask, s: TrainerSettings, dist: Distributed) -> None:
+        self.task, self.settings, self.dist = task, s, dist
+        self.pool = ThreadPoolExecutor(max_workers=max(1, s.prefetch))
+        self.pending: dict[int, Future] = {}
+
+    def take(self, step: int) -> Any:
+        """The batch of ``step``, once the batches of the steps after it are under way."""
+        s = self.settings
+        for ahead in range(step, step + max(1, s.prefetch) + 1):
+            if ahead < s.iterations and ahead not in self.pending:
+                self.pending[ahead] = self.pool.submit(self.task.make_batch, ahead, self.dist.rank,
+                                                       self.dist.world_size, s.seed)
+        return self.pending.pop(step).result()
+
+    def __enter__(self) -> "_Prefetcher":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Throughput:
+    """Optimiser steps per second since the previous record."""
+
+    def __init__(self, step: int) -> None:
+        self.tick, self.tick_step = time.perf_counter(), step
+
+    def rate(self, step: int) -> float:
+        now = time.perf_counter()
+        rate = (step - self.tick_step) / max(now - self.tick, 1e-9)
+        self.tick, self.tick_step = now, step
+        return rate
 
 
 @dataclass
@@ -171,14 +197,16 @@ class Trainer:
     settings: TrainerSettings
     extra_settings: tuple[Any, ...] = field(default_factory=tuple)
     """Other settings dataclasses of the job, recorded next to the trainer's."""
+    callbacks: tuple[Callback, ...] = field(default_factory=tuple)
+    """Hooks into the loop, called after those the settings ask for (:func:`settings_callbacks`)."""
 
     @property
     def checkpoint_path(self) -> Path:
-        return Path(self.settings.out_dir) / "checkpoint.pt"
+        return Path(self.settings.out_dir) / CHECKPOINT_NAME
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         s = self.settings
-        params = _trainable(model)
+        params = trainable(model)
         if not params:
             raise ValueError("the model has no trainable parameters")
         if s.optimizer == "adam":
@@ -187,214 +215,119 @@ class Trainer:
             return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
         raise ValueError(f"unknown optimizer {s.optimizer!r}; expected 'adam' or 'sgd'")
 
-    def _save_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                         scaler: torch.amp.GradScaler) -> None:
-        state = {
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "grad_scaler": scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "settings": json.dumps(asdict(self.settings)),
-        }
-        atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
-
-    def _load_checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                         scaler: torch.amp.GradScaler) -> int:
-        path = self.checkpoint_path
-        try:
-            state = torch.load(path, map_location=device, weights_only=True)
-        except Exception as err:  # torch raises many types for a damaged file
-            raise RuntimeError(
-                f"cannot resume: checkpoint {path} is unreadable ({err}); delete it or pass resume=False"
-            ) from err
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if state.get("grad_scaler"):
-                scaler.load_state_dict(state["grad_scaler"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise RuntimeError(
-                f"cannot resume: checkpoint {path} does not fit this model/settings ({err}); "
-                f"use another out_dir or resume=False"
-            ) from err
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        return int(state["step"])
-
     def fit(self, task: TrainingTask) -> dict[str, float]:
         """Train to ``settings.iterations`` steps (resuming if possible); return the final evaluation."""
         s = self.settings
-        dist = _Distributed.from_env()
         device = resolve_device(s.device)
-        if dist.active:
-            import torch.distributed as tdist
-
-            if device.type == "cuda":
-                device = torch.device("cuda", dist.local_rank)
-                torch.cuda.set_device(device)
-            if not tdist.is_initialized():
-                tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        is_main = dist.rank == 0
-        out_dir = Path(s.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-
+        run = Run(s.out_dir, resume=s.resume, schedule=trainer_schedule(s))
+        device = run.distributed.setup(device)
         # The task built (and seeded) the model; under torchrun every process then takes rank
         # 0's weights. The torch RNG serves only the loop; a resumed run takes rank 0's from
         # the checkpoint (tasks that draw from it on several ranks resume statistically, not
         # bit for bit; batches come from step_rng and always resume exactly).
-        torch.manual_seed(s.seed + 1000 * dist.rank)
+        torch.manual_seed(s.seed + 1000 * run.distributed.rank)
         model = task.model.to(device)
         optimizer = self._make_optimizer(model)
         choice = resolve_precision(s.precision, device)
-        precision = choice.precision
-        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        scaler = torch.amp.GradScaler(device.type, enabled=choice.precision == "fp16")
         start = 0
-        if s.resume and self.checkpoint_path.is_file():
-            start = self._load_checkpoint(model, optimizer, device, scaler)
-        if dist.active:
-            _broadcast_parameters(model)
+        if run.has_checkpoint:
+            state = run.load_checkpoint(device)
+            run.restore(state, {"model": model, "optimizer": optimizer}, optional={"grad_scaler": scaler})
+            start = int(state["step"])
+        if run.distributed.active:
+            broadcast_parameters(model)
 
-        writer = None
-        if is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
+        callbacks = CallbackList([*settings_callbacks(s), *self.callbacks])
+        loop = TrainingState(run, model, device, start)
+        with run:
             runtime = {"device": str(device), "precision": choice.precision, "precision_reason": choice.reason}
-            (out_dir / "settings.json").write_text(json.dumps(
-                {**{type(x).__name__: asdict(x) for x in (s, *self.extra_settings)}, "runtime": runtime}, indent=2))
-            writer = SummaryWriter(str(out_dir))
-            if start == 0:
-                writer.add_text("settings", settings_markdown(s, *self.extra_settings), 0)
+            run.write_settings({**{type(x).__name__: asdict(x) for x in (s, *self.extra_settings)}, "runtime": runtime})
             # Every (re)start records what the precision resolved to on this machine.
-            writer.add_text("precision", precision_summary(s.precision, device), start)
-
-        metrics: dict[str, float] = {}
-        pool = ThreadPoolExecutor(max_workers=max(1, s.prefetch))
-        pending: dict[int, Future] = {}
-
-        def request(step: int) -> None:
-            if step < s.iterations and step not in pending:
-                pending[step] = pool.submit(task.make_batch, step, dist.rank, dist.world_size, s.seed)
-
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=s.iterations, initial=start, disable=not (s.progress and is_main), desc=out_dir.name)
-            tick, tick_step = time.perf_counter(), start
-            for step in range(start, s.iterations):
-                for ahead in range(step, step + max(1, s.prefetch) + 1):
-                    request(ahead)
-                batch = pending.pop(step).result()
-                lr = lr_at(step, s)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                model.train()
-                with autocast(precision, device):
-                    loss, logs = task.loss(model, batch, device)
-                if s.orthogonality_weight > 0:
-                    penalty = orthogonality_penalty(model)
-                    loss = loss + s.orthogonality_weight * penalty
-                    logs["orthogonality"] = penalty.item()
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if dist.active:
-                    _average_gradients(model, dist.world_size)
-                if s.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                done = step + 1
-                if s.filter_projection_every and done % s.filter_projection_every == 0:
-                    project_filters(model)
-                bar.update(1)
-                if writer is not None and (done % s.log_every == 0 or done == s.iterations):
-                    writer.add_scalar("losses/loss", loss.item(), done)
-                    for k, v in logs.items():
-                        writer.add_scalar(f"losses/{k}", v, done)
-                    writer.add_scalar("charts/learning_rate", lr, done)
-                    now = time.perf_counter()
-                    writer.add_scalar("charts/steps_per_second", (done - tick_step) / max(now - tick, 1e-9), done)
-                    tick, tick_step = now, done
-                    bar.set_postfix(loss=f"{loss.item():.4g}")
-                last = done == s.iterations
-                if is_main and (done % s.eval_every == 0 or last):
-                    model.eval()
-                    with torch.no_grad():
-                        metrics = task.evaluate(model, device)
-                        images = task.sample_images(model, device) if hasattr(task, "sample_images") else {}
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"eval/{k}", v, done)
-                    for k, img in images.items():
-                        writer.add_image(f"images/{k}", img.clamp(0, 1).cpu(), done)
-                    writer.flush()
-                if done % s.checkpoint_every == 0 or last:
-                    if is_main:
-                        self._save_checkpoint(model, optimizer, done, scaler)
-                    if dist.active:
-                        torch.distributed.barrier()
-            bar.close()
-            if dist.active:
-                _check_in_sync(model)
-            if is_main and start >= s.iterations:
-                model.eval()
-                with torch.no_grad():
-                    metrics = task.evaluate(model, device)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if writer is not None:
-                writer.close()
-        if is_main:
-            (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            run.open_writer(start, settings_markdown(s, *self.extra_settings), precision_summary(s.precision, device))
+            callbacks.on_train_start(loop)
+            metrics = self._loop(task, run, optimizer, scaler, choice.precision, callbacks, loop)
+            callbacks.on_train_end(loop)
+        if run.is_main:
+            (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
 
+    def _loop(self, task: TrainingTask, run: Run, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+              precision: Precision, callbacks: Callback, loop: TrainingState) -> dict[str, float]:
+        """Steps from ``loop.step`` to the end: the batch, the learning rate, one optimiser
+        step, then logging, evaluation and checkpoints at their intervals."""
+        s, model, start = self.settings, loop.model, loop.step
+        metrics: dict[str, float] = {}
+        bar = run.progress_bar(s.iterations, start, run.out_dir.name, s.progress)
+        throughput = _Throughput(start)
+        with _Prefetcher(task, s, run.distributed) as batches:
+            for step in range(start, s.iterations):
+                batch = batches.take(step)
+                lr = run.set_learning_rate(optimizer, step)
+                loss = self._optimise(task, batch, optimizer, scaler, precision, callbacks, loop)
+                done = loop.step = step + 1
+                callbacks.on_step_end(loop)
+                bar.update(1)
+                if run.is_main and (done % s.log_every == 0 or done == s.iterations):
+                    w = run.writer
+                    w.add_scalar("losses/loss", loss.item(), done)
+                    for k, v in loop.logs.items():
+                        w.add_scalar(f"losses/{k}", v, done)
+                    w.add_scalar("charts/learning_rate", lr, done)
+                    w.add_scalar("charts/steps_per_second", throughput.rate(done), done)
+                    bar.set_postfix(loss=f"{loss.item():.4g}")
+                last = done == s.iterations
+                if run.is_main and (done % s.eval_every == 0 or last):
+                    metrics = self._evaluate(task, callbacks, loop)
+                if done % s.checkpoint_every == 0 or last:
+                    run.save_checkpoint({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "grad_scaler": scaler.state_dict(), "settings": json.dumps(asdict(s))})
+            bar.close()
+        if run.distributed.active:
+            check_in_sync(model)
+        if run.is_main and start >= s.iterations:
+            model.eval()
+            with torch.no_grad():
+                metrics = task.evaluate(model, loop.device)
+        return metrics
 
-def _trainable(model: nn.Module) -> list[torch.Tensor]:
-    return [p for p in model.parameters() if p.requires_grad]
+    def _optimise(self, task: TrainingTask, batch: Any, optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler, precision: Precision, callbacks: Callback,
+                  loop: TrainingState) -> torch.Tensor:
+        """One optimiser step on ``batch``; returns the loss it minimised (the callbacks' terms included)."""
+        s, model, device = self.settings, loop.model, loop.device
+        model.train()
+        with autocast(precision, device):
+            loss, loop.logs = task.loss(model, batch, device)
+        loss = callbacks.on_loss(loop, loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {loop.step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if loop.run.distributed.active:
+            average_gradients(model, loop.run.distributed.world_size)
+        if s.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return loss
 
-
-def _broadcast_parameters(model: nn.Module) -> None:
-    """Start every process from rank 0's weights."""
-    import torch.distributed as tdist
-
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            tdist.broadcast(tensor, src=0)
-
-
-def _average_gradients(model: nn.Module, world_size: int) -> None:
-    """Average the gradients of all trainable parameters over the processes, in one message."""
-    import torch.distributed as tdist
-
-    params = _trainable(model)
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    tdist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for p in params:
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-        offset += n
-
-
-def _check_in_sync(model: nn.Module) -> None:
-    """Fail loudly if the processes' weights drifted apart."""
-    import torch.distributed as tdist
-
-    with torch.no_grad():
-        total = torch.stack([p.double().sum() for p in _trainable(model)]).sum().reshape(1)
-        low, high = total.clone(), total.clone()
-        tdist.all_reduce(low, op=tdist.ReduceOp.MIN)
-        tdist.all_reduce(high, op=tdist.ReduceOp.MAX)
-    if not torch.allclose(low, high, rtol=1e-9, atol=1e-9):
-        raise RuntimeError(f"data-parallel processes ended with different weights ({low.item()} vs {high.item()})")
+    def _evaluate(self, task: TrainingTask, callbacks: Callback, loop: TrainingState) -> dict[str, float]:
+        """The task's held-out metrics and sample images into TensorBoard, then the callbacks' evaluation."""
+        model, device, done, writer = loop.model, loop.device, loop.step, loop.run.writer
+        model.eval()
+        with torch.no_grad():
+            metrics = task.evaluate(model, device)
+            images = task.sample_images(model, device) if hasattr(task, "sample_images") else {}
+        for k, v in metrics.items():
+            writer.add_scalar(f"eval/{k}", v, done)
+        for k, img in images.items():
+            writer.add_image(f"images/{k}", img.clamp(0, 1).cpu(), done)
+        loop.metrics = metrics
+        callbacks.on_evaluate(loop)
+        writer.flush()
+        return metrics
 
 
 def step_rng(seed: int, step: int, rank: int = 0, stream: int = 0) -> np.random.Generator:

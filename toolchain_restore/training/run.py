@@ -1,0 +1,259 @@
+"""One training run's folder and the bookkeeping every training loop of the project shares.
+
+A :class:`Run` owns, for the generic :class:`~toolchain_restore.training.Trainer` and the
+recurrent DQN alike: the run directory, ``settings.json`` and the settings check on
+resume, atomic checkpoints that carry the random state, resuming, the TensorBoard writer,
+the learning-rate schedule, the progress bar, and ``torchrun`` ranks (only rank 0 writes
+or prints). What a loop keeps in its checkpoint is its own business; the run adds the
+random state and writes it.
+
+Checkpoint format (``checkpoint.pt``, one ``torch.save`` dict):
+
+- the loop's own entries (the trainer: ``step``, ``model``, ``optimizer``,
+  ``grad_scaler``, ``settings`` as a JSON string; the DQN: ``settings`` as a dict, ``q``,
+  ``target``, ``optimizer``, ``replay``, ``rng``, ``counters``);
+- ``torch_rng``: :func:`torch.get_rng_state`;
+- ``cuda_rng``: :func:`torch.cuda.get_rng_state_all` (``[]`` without CUDA);
+- ``python_rng``: :func:`random.getstate` as nested lists;
+- ``numpy_rng``: numpy's global generator, ``np.random.get_state(legacy=False)`` with its
+  key as a list.
+
+Lists rather than arrays keep the file loadable with ``weights_only=True``. Checkpoints
+written before this module existed have the same entries less ``python_rng`` and
+``numpy_rng`` (and the DQN's less ``cuda_rng``); a missing entry leaves that generator as
+it is, which is exactly what the code of the time did on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Collection, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..serialization import atomic_write
+from .distributed import Distributed
+from .schedule import LearningRateSchedule
+
+__all__ = ["Run", "CHECKPOINT_NAME", "SETTINGS_NAME", "random_state", "restore_random_state", "settings_markdown"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+SETTINGS_NAME = "settings.json"
+
+
+class Stateful(Protocol):
+    """Anything with ``load_state_dict`` (modules, optimisers, grad scalers)."""
+
+    def load_state_dict(self, state: Any) -> Any:
+        ...
+
+
+def settings_markdown(*settings: Any) -> str:
+    """A markdown table of one or more settings dataclasses, for TensorBoard's text tab."""
+    rows = ["| setting | value |", "|---|---|"]
+    for s in settings:
+        for k, v in asdict(s).items():
+            rows.append(f"| {type(s).__name__}.{k} | {v} |")
+    return "\n".join(rows)
+
+
+def random_state() -> dict[str, Any]:
+    """The global random generators' state (torch, CUDA, Python, numpy), in checkpoint form."""
+    numpy_state = np.random.get_state(legacy=False)
+    version, internal, gauss = random.getstate()
+    return {
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python_rng": [version, list(internal), gauss],
+        "numpy_rng": {**numpy_state, "state": {**numpy_state["state"], "key": numpy_state["state"]["key"].tolist()}},
+    }
+
+
+def restore_random_state(state: Mapping[str, Any]) -> None:
+    """Put back the generators that ``state`` (a checkpoint) holds; leave the others alone."""
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    if state.get("python_rng") is not None:
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+    if state.get("numpy_rng") is not None:
+        saved = state["numpy_rng"]
+        key = np.asarray(saved["state"]["key"], dtype=np.uint32)
+        np.random.set_state({**saved, "state": {**saved["state"], "key": key}})
+
+
+class _NullWriter:
+    """Stands in for the TensorBoard writer where nothing is written (ranks other than 0,
+    before the writer opens): every method call is accepted and ignored, so loops and
+    callbacks log without asking which process they run in."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+    def __enter__(self) -> "_NullWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class Run:
+    """The folder ``out_dir`` of one training run and what every loop does with it.
+
+    Args:
+        out_dir: the run directory (created at once).
+        resume: continue from the folder's checkpoint when there is one.
+        resumable: settings a resumed run may change; any other difference from the
+            checkpoint's ``settings`` refuses to load. None: no check (the generic
+            trainer's way: the checkpoint must only fit the model).
+        undo_resume: how the user turns resuming off, for the error messages.
+        schedule: the learning-rate schedule :meth:`set_learning_rate` follows.
+        distributed: the ``torchrun`` ranks (default: read from the environment).
+    """
+
+    def __init__(self, out_dir: str | Path, *, resume: bool = True, resumable: Collection[str] | None = None,
+                 undo_resume: str = "resume=False", schedule: LearningRateSchedule | None = None,
+                 distributed: Distributed | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.resume, self.resumable, self.undo_resume = resume, resumable, undo_resume
+        self.schedule = schedule
+        self.distributed = Distributed.from_env() if distributed is None else distributed
+        self.resumed = False
+        """Whether a checkpoint was loaded."""
+        self.writer: Any = _NullWriter()
+        """TensorBoard's SummaryWriter once :meth:`open_writer` ran on rank 0; a no-op stand-in otherwise."""
+        self._bars: list[Any] = []
+
+    # -- where things are -----------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    @property
+    def settings_path(self) -> Path:
+        return self.out_dir / SETTINGS_NAME
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints (rank 0)."""
+        return self.distributed.is_main
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the run will resume: resuming is on and the checkpoint exists."""
+        return self.resume and self.checkpoint_path.is_file()
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write ``state`` plus the random state atomically (rank 0), then wait for every process."""
+        if self.is_main:
+            full = {**state, **random_state()}
+            atomic_write(self.checkpoint_path, lambda tmp: torch.save(full, tmp))
+        self.distributed.barrier()
+
+    def load_checkpoint(self, map_location: torch.device | str, *, settings: Mapping[str, Any] | None = None,
+                        weights_only: bool = True) -> dict[str, Any]:
+        """Read the checkpoint, check its settings against ``settings`` (when the run has a
+        ``resumable`` list), put the random state back, and return it for the loop to
+        restore its own parts from (:meth:`restore`)."""
+        path = self.checkpoint_path
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=weights_only)
+            saved = state["settings"] if self.resumable is not None and settings is not None else None
+        except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file; one advice fits all
+            raise RuntimeError(
+                f"cannot resume: checkpoint {path} is unreadable ({err}); delete it or pass {self.undo_resume}"
+            ) from err
+        if saved is not None:
+            self._check_settings(json.loads(saved) if isinstance(saved, str) else saved, settings)
+        restore_random_state(state)
+        self.resumed = True
+        return state
+
+    def _check_settings(self, saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+        changed = sorted(k for k, v in current.items() if k not in self.resumable and saved.get(k) != v)
+        if changed:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise RuntimeError(f"cannot resume from {self.checkpoint_path}: it was trained with other settings "
+                               f"({detail}); use another out_dir or {self.undo_resume}")
+
+    def restore(self, state: Mapping[str, Any], parts: Mapping[str, Stateful],
+                optional: Mapping[str, Stateful] | None = None) -> None:
+        """Load ``state[key]`` into each of ``parts`` (and of ``optional`` where the
+        checkpoint has a non-empty entry); a part that does not fit is a clear error."""
+        try:
+            for key, part in parts.items():
+                part.load_state_dict(state[key])
+            for key, part in (optional or {}).items():
+                if state.get(key):
+                    part.load_state_dict(state[key])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise RuntimeError(
+                f"cannot resume: checkpoint {self.checkpoint_path} does not fit this model/settings ({err}); "
+                f"use another out_dir or {self.undo_resume}"
+            ) from err
+
+    # -- what rank 0 writes and shows -----------------------------------------------------
+    def write_settings(self, content: Mapping[str, Any]) -> None:
+        """Write ``settings.json`` (rank 0)."""
+        if self.is_main:
+            self.settings_path.write_text(json.dumps(content, indent=2))
+
+    def open_writer(self, step: int, settings_text: str, precision_text: str, purge: bool = False) -> Any:
+        """Open TensorBoard's writer on the run directory (rank 0) and record the settings
+        (on a fresh run) and what the precision resolved to (on every start, at ``step``).
+        ``purge``: a resumed run hides the events logged after its checkpoint."""
+        if self.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir), purge_step=step if purge and self.resumed else None)
+            if not self.resumed:
+                self.writer.add_text("settings", settings_text, 0)
+            self.writer.add_text("precision", precision_text, step)
+        return self.writer
+
+    def sub_writer(self, name: str) -> Any:
+        """A TensorBoard writer of its own in ``out_dir/name`` (rank 0; a no-op elsewhere),
+        for a stage before the main loop; use it as a context manager."""
+        if not self.is_main:
+            return _NullWriter()
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.out_dir / name))
+
+    def progress_bar(self, total: int, initial: int, desc: str, enabled: bool = True) -> Any:
+        """A tqdm bar, shown only on rank 0 and when ``enabled``; :meth:`close` closes it."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=initial, disable=not (enabled and self.is_main), desc=desc)
+        self._bars.append(bar)
+        return bar
+
+    def set_learning_rate(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Give ``optimizer`` the schedule's learning rate of ``step``; return it."""
+        if self.schedule is None:
+            raise RuntimeError("this run has no learning-rate schedule")
+        return self.schedule.apply(optimizer, step)
+
+    def close(self) -> None:
+        """Close the progress bars and the TensorBoard writer."""
+        for bar in self._bars:
+            bar.close()
+        self._bars.clear()
+        self.writer.close()
+        self.writer = _NullWriter()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
