@@ -55,7 +55,7 @@ def test_a_checkpoint_in_the_old_format_resumes_to_the_same_weights(tmp_path):
         Trainer(trainer_settings(tmp_path / "old")).fit(StopAt(killed, 4))
     path = tmp_path / "old" / "checkpoint.pt"
     state = torch.load(path, weights_only=True)
-    assert OLD_TRAINER_CHECKPOINT_KEYS | {"python_rng", "numpy_rng"} == set(state) and state["step"] == 3
+    assert OLD_TRAINER_CHECKPOINT_KEYS | {"python_rng", "numpy_rng", "cpu_seconds"} == set(state) and state["step"] == 3
     assert isinstance(state["settings"], str)
     torch.save({k: state[k] for k in OLD_TRAINER_CHECKPOINT_KEYS}, path)  # as the code before the Run wrote it
 
@@ -187,3 +187,17 @@ def test_settings_attach_the_dcnet_aids():
     assert (aids.filter_projection_every, aids.orthogonality_weight) == (100, 1e-5)
     (only_projection,) = settings_callbacks(TrainerSettings(filter_projection_every=10))
     assert only_projection.orthogonality_weight == 0.0
+
+
+def test_cpu_time_is_kept_across_resumes(tmp_path):
+    first = Run(tmp_path)
+    sum(i * i for i in range(300_000))  # some CPU work
+    spent = first.cpu_seconds
+    assert spent > 0
+    first.save_checkpoint({"settings": "{}"})
+    saved = torch.load(first.checkpoint_path, weights_only=True)["cpu_seconds"]
+    assert saved >= spent
+    second = Run(tmp_path)
+    assert second.cpu_seconds < saved  # a fresh process counts from zero until it resumes
+    second.load_checkpoint("cpu")
+    assert second.cpu_seconds >= saved

@@ -466,6 +466,7 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
             finished = global_step >= s.total_steps
             if episodes.returns and (global_step // LOG_EVERY != (global_step - acted) // LOG_EVERY or finished):
                 log_charts(run.writer, global_step, episodes, clock, epsilon, optimizer.param_groups[0]["lr"])
+                run.writer.add_scalar("charts/cpu_minutes", run.cpu_seconds / 60, global_step)
             if global_step >= next_eval or finished:
                 next_eval += s.eval_every
                 if run.is_main:

@@ -16,7 +16,9 @@ Checkpoint format (``checkpoint.pt``, one ``torch.save`` dict):
 - ``cuda_rng``: :func:`torch.cuda.get_rng_state_all` (``[]`` without CUDA);
 - ``python_rng``: :func:`random.getstate` as nested lists;
 - ``numpy_rng``: numpy's global generator, ``np.random.get_state(legacy=False)`` with its
-  key as a list.
+  key as a list;
+- ``cpu_seconds``: the CPU time of the run's process (all its threads) so far, summed
+  over every resume: the training budget the cards record.
 
 Lists rather than arrays keep the file loadable with ``weights_only=True``. Checkpoints
 written before this module existed have the same entries less ``python_rng`` and
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -131,6 +134,8 @@ class Run:
         self.writer: Any = _NullWriter()
         """TensorBoard's SummaryWriter once :meth:`open_writer` ran on rank 0; a no-op stand-in otherwise."""
         self._bars: list[Any] = []
+        self._cpu_at_start = time.process_time()
+        self._cpu_before = 0.0
 
     # -- where things are -----------------------------------------------------------------
     @property
@@ -151,11 +156,16 @@ class Run:
         """Whether the run will resume: resuming is on and the checkpoint exists."""
         return self.resume and self.checkpoint_path.is_file()
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of this process since the run started, earlier sessions included."""
+        return self._cpu_before + time.process_time() - self._cpu_at_start
+
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Write ``state`` plus the random state atomically (rank 0), then wait for every process."""
         if self.is_main:
-            full = {**state, **random_state()}
+            full = {**state, **random_state(), "cpu_seconds": self.cpu_seconds}
             atomic_write(self.checkpoint_path, lambda tmp: torch.save(full, tmp))
         self.distributed.barrier()
 
@@ -175,6 +185,8 @@ class Run:
         if saved is not None:
             self._check_settings(json.loads(saved) if isinstance(saved, str) else saved, settings)
         restore_random_state(state)
+        # A checkpoint from before CPU time was kept counts from here.
+        self._cpu_before = float(state.get("cpu_seconds", 0.0))
         self.resumed = True
         return state
 

@@ -275,6 +275,7 @@ class Trainer:
                         w.add_scalar(f"losses/{k}", v, done)
                     w.add_scalar("charts/learning_rate", lr, done)
                     w.add_scalar("charts/steps_per_second", throughput.rate(done), done)
+                    w.add_scalar("charts/cpu_minutes", run.cpu_seconds / 60, done)
                     bar.set_postfix(loss=f"{loss.item():.4g}")
                 last = done == s.iterations
                 if run.is_main and (done % s.eval_every == 0 or last):
