@@ -50,7 +50,8 @@ def test_joint_tuning_runs_through_the_trainer_and_resumes(tmp_path):
     from toolchain_restore.tools import Toolbox
 
     args = ["joint-tune", "--batch-size", "2", "--eval-patches", "2", "--eval-levels", "moderate", "--device", "cpu",
-            "--progress", "false", "--out-dir", str(tmp_path), "--checkpoint-every", "1", "--eval-every", "2"]
+            "--progress", "false", "--out-dir", str(tmp_path), "--checkpoint-every", "1", "--eval-every", "2",
+            "--eval-band-patches", "2"]
     assert main(args + ["--iterations", "1"]) == 0
     assert main(args + ["--iterations", "2"]) == 0  # continues from the checkpoint of step 1
     tuned = Toolbox.load(tmp_path / "toolbox.safetensors")
@@ -62,3 +63,25 @@ def test_joint_tuning_runs_through_the_trainer_and_resumes(tmp_path):
     task = JointTuningTask(JointTuningSettings(batch_size=3))
     a, b = task.make_batch(5, 0, 1, 0), task.make_batch(5, 0, 1, 0)
     assert torch.equal(a[0], b[0]) and a[0].shape == (3, 3, 63, 63)
+
+
+def test_the_anchor_adds_each_tools_own_band_loss_and_the_evaluation_reports_single_tool_changes():
+    plain = JointTuningTask(JointTuningSettings(batch_size=2, eval_patches=2, eval_levels=["moderate"],
+                                                eval_band_patches=2))
+    anchored = JointTuningTask(JointTuningSettings(batch_size=2, anchor_weight=0.5, anchor_batch=1, eval_patches=2,
+                                                   eval_levels=["moderate"], eval_band_patches=2))
+    a, b = plain.make_batch(3, 0, 1, 0), anchored.make_batch(3, 0, 1, 0)
+    assert len(a) == 2 and len(b) == 3 and len(b[2]) == NUM_TOOLS and b[2][0][0].shape == (1, 3, 63, 63)
+    assert torch.equal(a[0], b[0])  # the anchor's patches come from a stream of their own
+    loss_plain, _ = plain.loss(plain.model, a, torch.device("cpu"))
+    loss_anchored, logs = anchored.loss(anchored.model, b, torch.device("cpu"))
+    own = sum(float(torch.mean((anchored.model(l, i) - h) ** 2)) for i, (l, h) in enumerate(b[2]))
+    assert float(loss_anchored) == pytest.approx(float(loss_plain) + 0.5 * own, rel=1e-5)
+    assert logs["anchor_mse"] == pytest.approx(own / NUM_TOOLS, rel=1e-5)
+    metrics = anchored.evaluate(anchored.model, torch.device("cpu"))
+    assert metrics["tools/largest_drop"] == 0.0 and metrics["tools/tool05_change"] == 0.0
+    with torch.no_grad():
+        for p in anchored.model.tools[4].parameters():
+            p.mul_(0.5)  # spoil tool 5: the report must show it
+    metrics = anchored.evaluate(anchored.model, torch.device("cpu"))
+    assert metrics["tools/tool05_change"] < 0 and metrics["tools/largest_drop"] == -metrics["tools/tool05_change"]

@@ -23,7 +23,9 @@ from ..envs.episode import draw_patch, make_sampler
 from ..envs.toolchain import ToolchainBatch, run_policy
 from ..envs.held_out import held_out_set
 from ..metrics import batch_psnr
-from ..tools import NUM_TOOLS, Toolbox
+from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
+from ..tools.data import tool_degrade_fn
+from ..tools.training import band_test_set
 from ..training import Trainer, TrainerSettings, step_rng
 from .policy import RecurrentQPolicy, load_agent
 
@@ -52,6 +54,15 @@ class JointTuningSettings:
     """Held-out patches per severity in each evaluation."""
     eval_levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
     """Severities evaluated."""
+    anchor_weight: float = 0.0
+    """Weight of every tool's own objective (its MSE on patches of its own band, as it was
+    trained alone) beside the chain loss, so that joint tuning does not spoil the tools for
+    single use; 0 = the paper's Algorithm 1 alone."""
+    anchor_batch: int = 4
+    """Own-band patches per tool and step for the anchor."""
+    eval_band_patches: int = 32
+    """Held-out patches per tool at the middle of its own band in each evaluation (0 = none):
+    each tool's gain there, before and after, shows what joint tuning did to single use."""
 
 
 class _PerUseGradient(torch.autograd.Function):
@@ -101,21 +112,33 @@ class JointTuningTask:
                  precision: str = "auto") -> None:
         """``precision``: the agent's, while it chooses (the trainer's autocast sets the tools')."""
         from ..serialization import shipped_weights
-        from ..tools import SEPARATE_TOOLBOX, load_toolbox
+        from ..tools import SEPARATE_TOOLBOX
 
         self.settings = settings
         start = settings.toolbox if settings.toolbox is not None else shipped_weights(SEPARATE_TOOLBOX)
+        self.start = start
         self.model = load_toolbox(start, "cpu", precision=None).train()
         self.agent: RecurrentQPolicy = load_agent(settings.agent, precision=precision)
         self.agent.network.requires_grad_(False)
         self.sampler = make_sampler(settings.data, "train", self.agent.network.patch_size, settings.augment)
+        self.own_band = [tool_degrade_fn(spec, robust=True) for spec in TOOL_SPECS]
         self._test_sets: dict | None = None
+        self._band_sets: dict | None = None
+        self._band_before: dict[int, float] | None = None
 
-    def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple:
         rng = step_rng(seed, step, rank)
         patches = [draw_patch(self.sampler, rng, self.settings.level, training_rules=True)[0]
                    for _ in range(self.settings.batch_size)]
-        return to_tensor([p.L for p in patches]), to_tensor([p.H for p in patches])
+        chains = to_tensor([p.L for p in patches]), to_tensor([p.H for p in patches])
+        if self.settings.anchor_weight <= 0:
+            return chains
+        anchors = []
+        for i, fn in enumerate(self.own_band):
+            own = step_rng(seed, step, rank, stream=1 + i)  # apart from the chains' stream, which stays as it was
+            pairs = [self.sampler.sample(own, fn) for _ in range(self.settings.anchor_batch)]
+            anchors.append((to_tensor([p.L for p in pairs]), to_tensor([p.H for p in pairs])))
+        return (*chains, anchors)
 
     def _agent_on(self, device: torch.device) -> RecurrentQPolicy:
         if self.agent.device != device:
@@ -124,14 +147,19 @@ class JointTuningTask:
         return self.agent
 
     def loss(self, model: nn.Module, batch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-        L, H = (t.to(device, non_blocking=True) for t in batch)
+        L, H = (t.to(device, non_blocking=True) for t in batch[:2])
         E, chains = chain_forward(model, self._agent_on(device), L, self.settings.max_steps)
         per_patch = ((E - H) ** 2).flatten(1).mean(1)
         loss = per_patch.sum()  # each tool's share is averaged over its uses by chain_forward
         with torch.no_grad():
             gain = float((batch_psnr(E, H) - batch_psnr(L, H)).mean())
-        return loss, {"mse": float(per_patch.detach().mean()), "train_gain": gain,
-                      "chain_length": float(np.mean([len(c) for c in chains]))}
+        logs = {"mse": float(per_patch.detach().mean()), "train_gain": gain,
+                "chain_length": float(np.mean([len(c) for c in chains]))}
+        if len(batch) > 2:
+            anchor = sum(torch.mean((model(l.to(device), i) - h.to(device)) ** 2) for i, (l, h) in enumerate(batch[2]))
+            loss = loss + self.settings.anchor_weight * anchor
+            logs["anchor_mse"] = float(anchor.detach()) / NUM_TOOLS
+        return loss, logs
 
     def test_sets(self):
         if self._test_sets is None:
@@ -146,7 +174,34 @@ class JointTuningTask:
             E, chains, _ = run_policy(self._agent_on(device), model, L, self.settings.max_steps)
             out[f"{level}/psnr"] = float(batch_psnr(E, H).mean())
             out[f"{level}/gain"] = float((batch_psnr(E, H) - batch_psnr(L, H)).mean())
+        out.update(self.own_band_changes(model, device))
         return out
+
+    def own_band_changes(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Each tool's gain on held-out patches at the middle of its own band, and its change
+        since the start (``tools/toolNN_change``; ``tools/largest_drop`` the worst)."""
+        s = self.settings
+        if s.eval_band_patches <= 0:
+            return {}
+        if self._band_sets is None:
+            self._band_sets = {i: band_test_set(spec, s.eval_band_patches, s.data) for i, spec in enumerate(TOOL_SPECS)}
+        own = self._own_band_gains(model, device)
+        if self._band_before is None:
+            # Read again from the start file: right after a resume too.
+            self._band_before = self._own_band_gains(load_toolbox(self.start, device, precision=None).eval(), device)
+        out = {f"tools/tool{i + 1:02d}_gain": g for i, g in own.items()}
+        changes = {i: own[i] - self._band_before[i] for i in own}
+        out.update({f"tools/tool{i + 1:02d}_change": c for i, c in changes.items()})
+        out["tools/largest_drop"] = max(0.0, -min(changes.values()))
+        return out
+
+    @torch.no_grad()
+    def _own_band_gains(self, model: nn.Module, device: torch.device) -> dict[int, float]:
+        gains = {}
+        for i, (L, H) in self._band_sets.items():
+            L, H = L.to(device), H.to(device)
+            gains[i] = float((batch_psnr(model(L, i).clamp(0, 1), H) - batch_psnr(L, H)).mean())
+        return gains
 
     def sample_images(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
         test = self.test_sets()[self.settings.level]
