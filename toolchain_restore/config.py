@@ -1,4 +1,21 @@
-"""Command-line options generated from settings dataclasses (one flag per field, its docstring as help)."""
+"""Settings dataclasses, and the command line made from them.
+
+Three pieces:
+
+- the settings bases the jobs share (:class:`DeviceSettings`, :class:`RunSettings`,
+  :class:`CleanImages`, :class:`TrainingPatches`, :class:`ToolboxSelection`,
+  :class:`ToolchainSettings`, :class:`AgentSelection`): each field is declared, with its
+  docstring, once; a job inherits the ones that mean the same thing for it and redeclares a
+  field only to give it another default or say what is particular to it;
+- one command-line option per settings field, its docstring as help and its default as
+  default (:func:`add_settings_arguments`, :func:`settings_from_args`), booleans read by
+  one function (:func:`parse_bool`);
+- the command table: a :class:`Command` names a subcommand, the settings dataclasses its
+  options come from and the function it runs; :func:`add_commands` builds the parsers of a
+  list of them and :func:`run_command` turns parsed options back into settings.
+
+This is a shared layer: the jobs import it, never the reverse (it imports only ``runtime``).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +25,117 @@ import dataclasses
 import functools
 import inspect
 import typing
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypeVar
 
-__all__ = ["add_settings_arguments", "add_precision_argument", "settings_from_args", "field_docs"]
+from .runtime import PRECISIONS, Precision, autocast, resolve_device
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DeviceSettings", "RunSettings", "CleanImages", "TrainingPatches", "ToolboxSelection", "ToolchainSettings",
+    "AgentSelection", "option", "parse_bool", "Command", "Preset", "add_commands", "run_command",
+    "add_settings_arguments", "add_precision_argument", "settings_from_args", "given_settings", "with_changes",
+    "field_docs", "field_default",
+]
 
 PRECISION_HELP = ("how the networks compute: auto (bf16 where this machine runs it faster than float32, else fp32), "
                   "fp32, bf16, or fp16 on CUDA (default: auto)")
 
 T = TypeVar("T")
+
+
+# --- the shared settings --------------------------------------------------------------
+
+@dataclass
+class DeviceSettings:
+    """Where the networks run and how they compute."""
+
+    device: str = "auto"
+    """'auto' (CUDA when this machine has it, else the CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    precision: Precision = "auto"
+    """How the networks compute: auto (bf16 where this machine runs it faster than float32, else fp32), fp32, bf16, or fp16 on CUDA."""
+
+    def torch_device(self) -> torch.device:
+        """``device`` as :func:`runtime.resolve_device` reads it: the one meaning of 'auto'."""
+        return resolve_device(self.device)
+
+
+@dataclass
+class RunSettings(DeviceSettings):
+    """A run that writes a folder of results, from a seed."""
+
+    out_dir: str = "runs"
+    """Folder the run writes to: its results, the settings it ran with and TensorBoard logs."""
+    seed: int = 0
+    """Seed of everything the run draws at random: the same seed repeats the run."""
+
+
+@dataclass
+class CleanImages:
+    """Which clean photographs the patches are cut from."""
+
+    data: str | None = None
+    """Folder of clean images (DIV2K layout or flat: a flat folder puts one image in ten in 'test'); None = the embedded default. Training draws from its train split, held-out sets from its test split."""
+
+
+@dataclass
+class TrainingPatches(CleanImages):
+    """Degraded patches of the train split, at one severity."""
+
+    level: str = "moderate"
+    """Severity of the training patches: mild, moderate or severe (the agent's is moderate)."""
+
+
+@dataclass
+class ToolboxSelection:
+    """Which toolbox (the 12 restoration tools) a job uses."""
+
+    toolbox: str | None = None
+    """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
+
+
+@dataclass
+class ToolchainSettings(ToolboxSelection):
+    """Chains of the toolbox's tools."""
+
+    max_steps: int = 3
+    """Longest toolchain."""
+
+
+@dataclass
+class AgentSelection:
+    """Which agent picks the tools."""
+
+    agent: str | None = None
+    """Agent file; None = the shipped agent."""
+
+
+# --- one option per settings field ----------------------------------------------------
+
+def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
+           positional: bool = False, metavar: str | None = None, switch: bool = False,
+           nargs: str | None = None, append: bool = False) -> Any:
+    """A settings field whose command-line option is not the plain ``--name VALUE``.
+
+    ``positional``: an argument without a flag (``metavar`` names it; optional when the
+    field has a default). ``switch``: a bool flag that takes no value (``--write``).
+    ``nargs``: a list field's argparse ``nargs`` instead of ``+``. ``append``: a list field
+    whose flag is repeated, one value each time. A field without a default is a required
+    flag (declare it in a ``kw_only`` dataclass)."""
+    cli = {"positional": positional, "metavar": metavar, "switch": switch, "nargs": nargs, "append": append}
+    return field(default=default, default_factory=default_factory, metadata={"cli": cli})
+
+
+def parse_bool(text: str) -> bool:
+    """How every boolean option reads its value: 1/true/yes/on or 0/false/no/off, any case."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false (1/0, yes/no, on/off), got {text!r}")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -37,73 +157,124 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _parser_for(tp: Any):
+def field_default(f: dataclasses.Field, defaults: Mapping[str, Any] | None = None) -> Any:
+    """The default of settings field ``f``: ``defaults[f.name]`` where a command overrides it,
+    else the dataclass's (``dataclasses.MISSING`` for a required field)."""
+    if defaults and f.name in defaults:
+        return defaults[f.name]
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def _literal_choices(tp: Any) -> list[Any] | None:
+    """The values of ``Literal[...]`` or ``Literal[...] | None``; None for other types."""
+    if typing.get_origin(tp) is Literal:
+        return list(typing.get_args(tp))
+    inner = [a for a in typing.get_args(tp) if a is not type(None)]
+    if _is_optional(tp) and len(inner) == 1 and typing.get_origin(inner[0]) is Literal:
+        return list(typing.get_args(inner[0]))
+    return None
+
+
+def _is_optional(tp: Any) -> bool:
     origin = typing.get_origin(tp)
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        inner = _parser_for(args[0])
+    return (origin is typing.Union or str(origin) == "<class 'types.UnionType'>") and type(None) in typing.get_args(tp)
+
+
+def _parser_for(tp: Any) -> Callable[[str], Any]:
+    """The function that turns an option's text into a value of type ``tp``."""
+    if _is_optional(tp):
+        inner = _parser_for(next(a for a in typing.get_args(tp) if a is not type(None)))
         return lambda v: None if v.lower() in ("none", "") else inner(v)
-    if origin is typing.Literal:
-        return str
     if tp is bool:
-        return lambda v: v.lower() in ("1", "true", "yes", "on")
+        return parse_bool
     if tp in (int, float, str):
         return tp
     return str
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", only_given: bool = False) -> None:
-    """Add ``--field-name`` for every field of the settings dataclass ``cls``.
+def _argument(f: dataclasses.Field, tp: Any, doc: str, prefix: str,
+              defaults: Mapping[str, Any] | None) -> tuple[list[str], dict[str, Any]]:
+    """The ``add_argument`` names and keywords of settings field ``f`` of type ``tp``."""
+    cli = f.metadata.get("cli", {})
+    default = field_default(f, defaults)
+    dest = prefix.replace("-", "_") + f.name
+    kwargs: dict[str, Any] = {}
+    if cli.get("switch"):
+        kwargs["action"] = "store_true"
+    elif typing.get_origin(tp) is list:
+        kwargs["type"] = _parser_for(typing.get_args(tp)[0])
+        if cli.get("append"):
+            kwargs["action"] = "append"
+        else:
+            kwargs["nargs"] = cli.get("nargs") or "+"
+    else:
+        kwargs["type"] = _parser_for(tp)
+        choices = _literal_choices(tp)
+        if choices is not None:
+            kwargs["choices"] = choices
+    if cli.get("metavar"):
+        kwargs["metavar"] = cli["metavar"]
+    required = default is dataclasses.MISSING
+    if not required:
+        kwargs["default"] = default
+    # A docstring that says what the default means already needs no "(default: None)" after it.
+    if not required and "(default" not in doc:
+        doc = f"{doc} (default: {default})"
+    kwargs["help"] = doc.replace("%", "%%")
+    if cli.get("positional"):
+        if not required:
+            kwargs["nargs"] = "?"
+        return [dest], kwargs
+    if required:
+        kwargs["required"] = True
+    return ["--" + prefix + f.name.replace("_", "-")], {"dest": dest, **kwargs}
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", only_given: bool = False,
+                           defaults: Mapping[str, Any] | None = None) -> None:
+    """Add ``--field-name`` for every field of the settings dataclass ``cls`` (see
+    :func:`option` for the other spellings), with ``defaults`` replacing the dataclass's
+    defaults of the fields it names.
 
     With ``only_given``, flags the user did not pass are left out of the parsed namespace
     (so a preset can supply them).
     """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None)
+    summary = (cls.__doc__ or "").strip().splitlines()
+    group = parser.add_argument_group(cls.__name__, summary[0] if summary else None)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        flag = "--" + prefix + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {
-            "dest": prefix.replace("-", "_") + f.name,
-            "default": argparse.SUPPRESS if only_given else default,
-        }
-        help_text = docs.get(f.name, "")
-        if typing.get_origin(tp) is list:
-            kwargs.update(nargs="+", type=_parser_for(typing.get_args(tp)[0]))
-        else:
-            kwargs["type"] = _parser_for(tp)
-            if typing.get_origin(tp) is typing.Literal:
-                kwargs["choices"] = list(typing.get_args(tp))
-        group.add_argument(flag, help=f"{help_text} (default: {default})".replace("%", "%%"), **kwargs)
+        names, kwargs = _argument(f, hints[f.name], docs.get(f.name, ""), prefix, defaults)
+        if only_given and "required" not in kwargs and names[0].startswith("--"):
+            kwargs["default"] = argparse.SUPPRESS
+        group.add_argument(*names, **kwargs)
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, autocast_run: bool = False) -> None:
     """``--precision`` for a subcommand whose options are not a settings dataclass. With
     ``autocast_run`` (after ``set_defaults(func=...)``), the subcommand's whole run computes
     under it: for commands whose networks carry no precision of their own."""
-    from .runtime import PRECISIONS
-
     parser.add_argument("--precision", choices=list(PRECISIONS), default="auto", help=PRECISION_HELP)
     if autocast_run:
         parser.set_defaults(func=_under_precision(parser.get_default("func")))
 
 
-def _under_precision(run):
+def _under_precision(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     @functools.wraps(run)
     def wrapped(args: argparse.Namespace) -> int:
-        from .runtime import autocast, resolve_device
-
-        # These commands put their networks on the CPU for --device auto (or have no --device).
-        device = getattr(args, "device", "cpu")
-        with autocast(args.precision, resolve_device("cpu" if device == "auto" else device)):
+        # A command without --device keeps its networks on the CPU; --device auto is CUDA
+        # where there is one, as everywhere else.
+        with autocast(args.precision, resolve_device(getattr(args, "device", "cpu"))):
             return run(args)
 
     return wrapped
 
 
 def settings_from_args(cls: type[T], args: argparse.Namespace, prefix: str = "", **overrides: Any) -> T:
+    """An instance of the settings dataclass ``cls`` from options added by
+    :func:`add_settings_arguments` (``overrides`` replace parsed values)."""
     values = {f.name: getattr(args, prefix.replace("-", "_") + f.name) for f in dataclasses.fields(cls)}
     values.update(overrides)
     return cls(**values)
@@ -122,3 +293,86 @@ def with_changes(base: T, changes: dict[str, Any], what: str) -> T:
     if unknown:
         raise ValueError(f"unknown {what} settings {sorted(unknown)}")
     return dataclasses.replace(base, **changes)
+
+
+# --- the command table ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings whose options change a named preset instead of the dataclass defaults: the
+    options the user did not pass stay out of the namespace and ``make(name, **given)``
+    builds the settings, ``name`` being the value of the command's option ``choice``."""
+
+    settings: type
+    make: Callable[..., Any]
+    choice: str = "preset"
+
+
+@dataclass(frozen=True, eq=False)
+class Command:
+    """One subcommand of the command line.
+
+    Its options are the fields of ``settings`` (in order; ``defaults`` replaces the
+    dataclass defaults of the fields it names, for this command only), and ``run`` receives
+    one instance of each and returns the exit status. With ``autocast`` the whole run
+    computes under the precision and on the device of its :class:`DeviceSettings`: for
+    commands whose networks carry no precision of their own. A command with ``verbs`` is a
+    group: its own subcommands, their name in the namespace under ``verbs_dest``.
+    """
+
+    name: str
+    help: str
+    run: Callable[..., int] | None = None
+    settings: tuple[type, ...] = ()
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    preset: Preset | None = None
+    autocast: bool = False
+    verbs: tuple[Command, ...] = ()
+    verbs_dest: str = "verb"
+
+    def __post_init__(self) -> None:
+        if bool(self.verbs) == (self.run is not None):
+            raise ValueError(f"command {self.name!r}: give either run or verbs")
+        names = {f.name for cls in self.settings for f in dataclasses.fields(cls)}
+        unknown = set(self.defaults) - names
+        if unknown:
+            raise ValueError(f"command {self.name!r}: defaults for fields none of its settings has: {sorted(unknown)}")
+        if self.preset is not None and (self.preset.settings not in self.settings or self.preset.choice not in names):
+            raise ValueError(f"command {self.name!r}: the preset's settings and its {self.preset.choice!r} option "
+                             f"must be among its settings")
+        if self.autocast and not any(issubclass(cls, DeviceSettings) for cls in self.settings):
+            raise ValueError(f"command {self.name!r}: autocast needs DeviceSettings among its settings")
+
+    def settings_from(self, args: argparse.Namespace) -> list[Any]:
+        """The command's settings, one instance per class of ``settings``, from parsed options."""
+        values = []
+        for cls in self.settings:
+            if self.preset is not None and cls is self.preset.settings:
+                values.append(self.preset.make(getattr(args, self.preset.choice), **given_settings(cls, args)))
+            else:
+                values.append(settings_from_args(cls, args))
+        return values
+
+
+def run_command(command: Command, args: argparse.Namespace) -> int:
+    """Run ``command`` on the options ``args`` parsed (its parser's ``func``)."""
+    values = command.settings_from(args)
+    assert command.run is not None
+    if not command.autocast:
+        return command.run(*values)
+    device = next(v for v in values if isinstance(v, DeviceSettings))
+    with autocast(device.precision, device.torch_device()):
+        return command.run(*values)
+
+
+def add_commands(sub: argparse._SubParsersAction, commands: Iterable[Command]) -> None:
+    """A parser for each command of ``commands`` (and each of its verbs) in ``sub``."""
+    for command in commands:
+        parser = sub.add_parser(command.name, help=command.help)
+        if command.verbs:
+            add_commands(parser.add_subparsers(dest=command.verbs_dest, required=True), command.verbs)
+            continue
+        for cls in command.settings:
+            only_given = command.preset is not None and cls is command.preset.settings
+            add_settings_arguments(parser, cls, only_given=only_given, defaults=command.defaults)
+        parser.set_defaults(func=functools.partial(run_command, command))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .agents import load_agent
+from .config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
 from .data import image_set
 from .degrade import degrade
 from .envs.figures import ChainTrace, chain_text, toolchain_figure
@@ -30,20 +31,19 @@ from .envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from .metrics import psnr
 from .restore import restore
 from .tools import load_toolbox
-from .runtime import Precision, precision_summary, resolve_device
+from .runtime import precision_summary, resolve_device
 from .training import settings_markdown
 
 __all__ = ["DemoSettings", "DemoRow", "DemoReport", "run_demo"]
 
 
 @dataclass
-class DemoSettings:
-    """Settings of ``toolchain-restore demo``."""
+class DemoSettings(RunSettings, AgentSelection, ToolchainSettings, CleanImages):
+    """Settings of ``toolchain-restore demo``: the seed draws the whole-image degradations
+    (the patch sets use the project's evaluation seed); --data's test split is held out."""
 
     out_dir: str = "runs/demo"
     """Where the figures, the tables and the TensorBoard logs go."""
-    data: str | None = None
-    """Folder of clean images; None = the embedded default's held-out (test) images."""
     levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
     """Severities to degrade at."""
     patches: int = 128
@@ -54,20 +54,8 @@ class DemoSettings:
     """Side of the centre crop taken of each whole image (0 = the whole image)."""
     max_images: int = 4
     """Restore at most this many held-out whole images."""
-    max_steps: int = 3
-    """Longest toolchain."""
-    agent: str | None = None
-    """Agent file; None = the shipped agent."""
-    toolbox: str | None = None
-    """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
     baselines: list[str] = field(default_factory=list)
     """CNN baseline files; none given = the shipped DnCNN- and VDSR-style networks."""
-    seed: int = 0
-    """Seed of the whole-image degradations (the patch sets use the project's evaluation seed)."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    precision: Precision = "auto"
-    """How the agent, the tools and the CNN baselines compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA)."""
     progress: bool = True
     """Show a progress bar."""
 

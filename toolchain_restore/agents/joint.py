@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..config import AgentSelection, ToolchainSettings, TrainingPatches
 from ..data.tensors import to_tensor
 from ..envs.episode import draw_patch, make_sampler
 from ..envs.toolchain import ToolchainBatch, run_policy
@@ -33,21 +34,13 @@ __all__ = ["JointTuningSettings", "JointTuningTask", "joint_tune"]
 
 
 @dataclass
-class JointTuningSettings:
-    """What the tools are fine-tuned on, and with which agent."""
+class JointTuningSettings(AgentSelection, ToolchainSettings, TrainingPatches):
+    """What the tools are fine-tuned on, and with which agent (held frozen)."""
 
-    agent: str | None = None
-    """Agent file (frozen); None = the shipped agent."""
     toolbox: str | None = None
     """Toolbox to start from; None = the shipped tools as trained one by one (before joint tuning)."""
-    level: str = "moderate"
-    """Severity of the training patches (the agent's training severity)."""
-    data: str | None = None
-    """Folder of clean images; None = the embedded default's train images."""
     batch_size: int = 64
     """Patches (toolchains) per step; the paper's 64."""
-    max_steps: int = 3
-    """Longest toolchain."""
     augment: bool = False
     """Put each training pair through one of the 8 flips / transposes at random."""
     eval_patches: int = 128

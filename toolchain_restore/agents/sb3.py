@@ -37,7 +37,8 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from ..runtime import Precision, resolve_device
+from ..config import RunSettings, ToolchainSettings, TrainingPatches
+from ..runtime import resolve_device
 from ..training import settings_markdown
 from .network import SamePadConv2d
 
@@ -121,8 +122,14 @@ class PatchFeaturesExtractor(_ExtractorBase):
 
 
 @dataclass
-class SB3Settings:
-    """Stable-Baselines3 agent settings; the defaults are a few minutes on a 2-core CPU."""
+class SB3Settings(RunSettings, ToolchainSettings, TrainingPatches):
+    """Stable-Baselines3 agent settings; the defaults are a few minutes on a 2-core CPU.
+
+    ``precision`` is the environments' tools' (SB3's own networks stay float32); the seed
+    seeds the envs (env i gets seed + i) and the model."""
+
+    out_dir: str | None = None
+    """Where the model, settings, evaluation and TensorBoard events go; None = runs/sb3_<algo>."""
 
     algo: Literal["dqn", "recurrent_ppo"] = "dqn"
     """dqn: SB3's DQN (no memory); recurrent_ppo: sb3-contrib's RecurrentPPO with an LSTM policy."""
@@ -132,14 +139,6 @@ class SB3Settings:
     """Single envs stepped together in SB3's own VecEnv."""
     vec_env: Literal["dummy", "subproc"] = "dummy"
     """dummy: all envs in this process (best on a small CPU: the tools already use every core); subproc: one process each."""
-    level: str = "moderate"
-    """Severity of the training patches (mild, moderate, severe)."""
-    data: str | None = None
-    """Folder of clean images (DIV2K layout or flat); None = the embedded default."""
-    toolbox: str | None = None
-    """Toolbox file; None = the shipped one."""
-    max_steps: int = 3
-    """Longest toolchain."""
     training_rules: bool = True
     """The official training-only env rules (skip patches above 50 dB, end when PSNR drops below the input's), as the project agent trains."""
     learning_rate: float = 2.5e-4
@@ -176,16 +175,8 @@ class SB3Settings:
     """Environment steps between held-out evaluations (0 = only at the end)."""
     eval_patches: int = 128
     """Held-out test patches per severity in each evaluation (the project agent's CPU preset's)."""
-    seed: int = 0
-    """Seed of the envs (env i gets seed + i) and the model."""
-    device: str = "auto"
-    """auto, cpu or cuda: where the networks and the tools run."""
-    precision: Precision = "auto"
-    """How the environments' tools compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA). SB3's own networks stay float32."""
     torch_threads: int = 0
     """CPU threads of PyTorch; 0 = its default (one per core). On a CPU another job keeps busy, 1 runs several times faster (measured: 130 vs 19 env steps/s on 2 shared cores)."""
-    out_dir: str | None = None
-    """Where the model, settings, evaluation and TensorBoard events go; None = runs/sb3_<algo>."""
 
     def __post_init__(self) -> None:
         if self.algo not in ("dqn", "recurrent_ppo"):

@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..config import TrainingPatches
 from ..data.tensors import to_tensor
 from ..degrade import SEVERITY_BANDS
 from ..envs.episode import check_arguments, draw_patch, make_sampler
@@ -31,7 +32,7 @@ _EVAL_CHUNK = 32
 
 
 @dataclass
-class CNNBaselineSettings:
+class CNNBaselineSettings(TrainingPatches):
     """What the baseline is and what it trains on."""
 
     arch: Literal["dncnn", "vdsr"] = "dncnn"
@@ -44,8 +45,6 @@ class CNNBaselineSettings:
     """Convolutions of all but the last layer: 'plain' or DCNet decoupled, e.g. 'tanh_cos'."""
     level: Literal["mild", "moderate", "severe"] = "moderate"
     """Severity band of the training patches: moderate, as the agent and the paper."""
-    data: str | None = None
-    """Folder of clean images (DIV2K layout or flat); None = the embedded default (as the agent)."""
     patch_size: int = 63
     """Side of the training patches: 63, the agent's. Smaller (e.g. 40) costs ~2.5x less per step on a
     CPU and the fully convolutional networks still restore 63x63 patches (receptive fields 35 / 41

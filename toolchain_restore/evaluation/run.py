@@ -13,9 +13,10 @@ from ..agents.baseline_policies import FixedChainPolicy, RandomPolicy, parse_cha
 from ..agents.oracle import Chain, all_chain_psnrs, best_fixed_chain
 from ..agents.policy import load_agent
 from ..baselines import load_baseline
+from ..config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
 from ..serialization import WeightsError, shipped_weights
 from ..tools import Toolbox, load_toolbox
-from ..runtime import Precision, precision_summary, resolve_device
+from ..runtime import precision_summary, resolve_device
 from ..training import settings_markdown
 from .protocol import (CNNMethod, ExhaustiveOracleMethod, GreedyOracleMethod, InputMethod, Method, MethodResult,
                        PolicyMethod, evaluate)
@@ -33,43 +34,31 @@ FIXED_CHAIN_KEY = "best_fixed_chain"
 
 
 @dataclass
-class EvaluationSettings:
+class EvaluationSettings(RunSettings, AgentSelection, ToolchainSettings, CleanImages):
     """Settings of ``toolchain-restore evaluate``."""
 
+    out_dir: str = "runs/evaluate"
+    """Where report.md, chart.png, results.json and TensorBoard scalars go."""
+    seed: int = EVALUATION_SEED
+    """Seed of the held-out test sets (the same seed gives the same patches to every method)."""
     levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
     """Severities of the held-out test sets (ignored with --pairs)."""
     patches: int = 256
     """Patches per held-out test set."""
-    data: str | None = None
-    """Folder of clean images for the held-out sets; None = the embedded test images."""
     split: str = "test"
     """Which split of --data the patches come from (a flat folder puts one image in ten in 'test')."""
     pairs: str | None = None
     """Folder in the official layout (<name>_in/ beside <name>_gt/) to evaluate instead of held-out sets."""
-    seed: int = EVALUATION_SEED
-    """Seed of the held-out test sets (the same seed gives the same patches to every method)."""
     methods: list[str] = field(default_factory=lambda: ["input", "agent", "random", "fixed", "greedy", "baselines"])
     """Methods to run, from: input agent random fixed greedy exhaustive baselines."""
-    agent: str | None = None
-    """Agent file; None = the shipped agent."""
     agent_views: int | None = None
     """Symmetric views the agent averages per decision (1..8); None = what the agent file records."""
-    toolbox: str | None = None
-    """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
     baselines: list[str] = field(default_factory=list)
     """CNN baseline files (DnCNN- or VDSR-style); none given = the shipped ones."""
     fixed_chain: str = "auto"
     """The fixed chain as tool numbers ('6,12,11'), or 'auto': the toolbox's recorded best chain, searched when absent."""
     fixed_chain_patches: int = 64
     """Moderate train-split patches the fixed-chain search scores every chain on."""
-    max_steps: int = 3
-    """Longest toolchain."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    precision: Precision = "auto"
-    """How the agent, the tools and the CNN baselines compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA)."""
-    out_dir: str = "runs/evaluate"
-    """Where report.md, chart.png, results.json and TensorBoard scalars go."""
 
 
 def search_fixed_chain(toolbox: Toolbox, patches: int = 64, data: str | None = None, level: str = "moderate",

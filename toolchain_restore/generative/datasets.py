@@ -11,14 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "sample_batch",
+__all__ = ["LayoutSource", "SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "sample_batch",
            "to_model_image", "from_model_image", "resize_maps"]
 
 
 @dataclass
-class SceneDataSettings:
-    """Where a layout-to-image model's (label, instance, image) triples come from; the first
-    fields of the pix2pixHD and SIMS settings."""
+class LayoutSource:
+    """Where layouts come from and at what size (the memory bank's source too)."""
 
     data: str = "procedural"
     """'procedural' (the embedded scene generator) or a folder in pix2pixHD's official layout (train_label/, train_inst/, train_img/, test_*)."""
@@ -28,6 +27,13 @@ class SceneDataSettings:
     """Procedural scenes: height of the output (folders keep their images' size)."""
     width: int = 256
     """Procedural scenes: width of the output."""
+
+
+@dataclass
+class SceneDataSettings(LayoutSource):
+    """Where a layout-to-image model's (label, instance, image) triples come from; the first
+    fields of the pix2pixHD and SIMS settings."""
+
     train_scenes: int = 400
     """Procedural scenes to train on."""
     test_scenes: int = 16

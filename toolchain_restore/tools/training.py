@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import CleanImages
 from ..data import PatchSampler, image_set
 from ..data.tensors import to_tensor
 from ..metrics import batch_psnr
@@ -22,11 +23,9 @@ __all__ = ["ToolTrainingSettings", "ToolTrainingTask", "train_toolbox", "band_te
 
 
 @dataclass
-class ToolTrainingSettings:
+class ToolTrainingSettings(CleanImages):
     """What the tools train on."""
 
-    data: str | None = None
-    """Folder of clean images (DIV2K layout or flat); None = the embedded default."""
     tools: list[int] = field(default_factory=lambda: list(range(1, NUM_TOOLS + 1)))
     """Which tools to train, numbered 1..12 as in the paper."""
     batch_size: int = 32

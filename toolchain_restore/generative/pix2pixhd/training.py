@@ -33,11 +33,14 @@ __all__ = ["Pix2PixHDTask", "train_pix2pixhd", "synthesis_metrics", "trainer_def
 _EVAL_BATCH = 4
 
 
+TRAINER_DEFAULTS: dict[str, object] = dict(lr=2e-4, beta1=0.5, schedule="linear", out_dir="runs/pix2pixhd")
+"""How pix2pixHD's trainer settings differ from ``TrainerSettings``'s defaults (``pix2pixhd train`` takes them too)."""
+
+
 def trainer_defaults(**changes) -> TrainerSettings:
     """The reference's optimiser: Adam lr 2e-4, beta1 0.5, constant for half the run then
     linear decay to 0."""
-    base = dict(lr=2e-4, beta1=0.5, schedule="linear", out_dir="runs/pix2pixhd")
-    base.update(changes)
+    base = {**TRAINER_DEFAULTS, **changes}
     settings = TrainerSettings(**base)
     return replace(settings, hold=settings.iterations // 2) if "hold" not in changes else settings
 

@@ -32,10 +32,13 @@ __all__ = ["PoseWarpTask", "train_posewarp", "trainer_defaults", "pairs_to_batch
 _EVAL_BATCH = 8
 
 
+TRAINER_DEFAULTS: dict[str, object] = dict(lr=1e-4, schedule="constant", out_dir="runs/posewarp")
+"""How PoseWarp's trainer settings differ from ``TrainerSettings``'s defaults (``posewarp train`` takes them too)."""
+
+
 def trainer_defaults(**changes) -> TrainerSettings:
     """The reference's optimiser: Adam lr 1e-4 (constant), beta1 0.9."""
-    base = dict(lr=1e-4, schedule="constant", out_dir="runs/posewarp")
-    base.update(changes)
+    base = {**TRAINER_DEFAULTS, **changes}
     return TrainerSettings(**base)
 
 

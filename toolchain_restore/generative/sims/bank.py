@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Segment", "Segments", "MemoryBank", "BankError", "describe_segments", "thumbnail", "BANK_FORMAT",
+__all__ = ["SegmentSettings", "Segment", "Segments", "MemoryBank", "BankError", "describe_segments", "thumbnail", "BANK_FORMAT",
            "THING_DEPTH"]
 
 BANK_FORMAT = 1
@@ -39,6 +39,18 @@ VOID = 255
 THING_DEPTH = 1000
 """Instance ids of things are ``label * 1000 + k`` (Cityscapes); smaller ids are stuff."""
 _META_COLUMNS = 10
+
+
+@dataclass
+class SegmentSettings:
+    """How layouts are cut into segments: by the memory bank, and by SIMS for its queries."""
+
+    min_area: int = 16
+    """Smallest connected component, in pixels, that becomes a segment (bank and queries)."""
+    shape_size: int = 32
+    """Side of the mask thumbnails the shape IoU compares."""
+    context_size: int = 16
+    """Side of the context thumbnails (labels in the box grown to twice its size)."""
 
 
 class BankError(ValueError):

@@ -1,61 +1,124 @@
-"""``toolchain-restore sims``: build-bank, train, synthesize and test."""
+"""``toolchain-restore sims``: build-bank, train, synthesize and test.
+
+Each verb's options are a settings dataclass below (or the model's and the trainer's);
+:data:`SIMS_COMMAND` is this package's entry in the command table."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from ...config import add_precision_argument, add_settings_arguments, given_settings, settings_from_args
+import numpy as np
 
-__all__ = ["add_sims_parser"]
+from ...config import Command, DeviceSettings, Preset, add_commands, option
+from ...training import TrainerSettings
+from ..datasets import LayoutSource
+from .bank import MemoryBank, SegmentSettings
+from .model import Sims, SimsSettings, preset
+from .training import TRAINER_DEFAULTS
+
+__all__ = ["SIMS_COMMAND", "add_sims_parser", "main", "SimsBankSettings", "SimsTrainOptions", "SimsModelSettings",
+           "SimsSynthesizeSettings", "SimsTestSettings"]
 
 
-def _sims_settings(args: argparse.Namespace):
-    from .model import SimsSettings, preset
+@dataclass(kw_only=True)
+class SimsBankSettings(SegmentSettings, LayoutSource):
+    """sims build-bank: the training layouts cut into segments, written as a memory bank folder."""
 
-    given = given_settings(SimsSettings, args)
-    return preset(args.preset, **given)
+    scenes: int = 100
+    """Procedural training layouts."""
+    output: str = "runs/sims/bank"
+    """The bank folder to write."""
 
 
-def _build_bank(args: argparse.Namespace) -> int:
+@dataclass(kw_only=True)
+class SimsTrainOptions:
+    """sims train: the preset the model options change, and the output file."""
+
+    preset: Literal["cpu", "paper"] = "cpu"
+    """cpu: 128x256 procedural scenes on a CPU; paper: the reference's scale on a GPU."""
+    output: str | None = None
+    """Where to write the model (default: OUT_DIR/sims.safetensors)."""
+
+
+@dataclass(kw_only=True)
+class SimsModelSettings(DeviceSettings):
+    """A trained SIMS model and the memory bank it retrieves from."""
+
+    weights: str | None = None
+    """Model file (default: the shipped one)."""
+    bank: str | None = None
+    """Memory bank folder (default: the one --weights was trained with, else the shipped one)."""
+
+
+@dataclass(kw_only=True)
+class SimsSynthesizeSettings(SimsModelSettings):
+    """sims synthesize: one layout through the whole pipeline."""
+
+    layout: str | None = option(None, positional=True)
+    """Label map PNG (integer labels); default: a procedural test scene."""
+    instance: str | None = None
+    """Instance map PNG for LAYOUT (Cityscapes ids)."""
+    scene: int = 0
+    """Which procedural test scene, without LAYOUT."""
+    output: str = "sims.png"
+    """The picture to write."""
+
+
+@dataclass(kw_only=True)
+class SimsTestSettings(SimsModelSettings):
+    """sims test: the held-out layouts, synthesised and scored."""
+
+    data: str | None = None
+    """'procedural' or a folder (default: the model's)."""
+    scenes: int = 16
+    """Procedural held-out layouts."""
+    segmenter: str | None = None
+    """Segmentation network for the agreement scores."""
+    alignment: Literal["stn", "box"] | None = None
+    """Override the model's alignment (box: the box-fit fallback)."""
+    output: str = "runs/sims/test"
+    """Folder for the synthesised images."""
+
+
+def _build_bank(s: SimsBankSettings) -> int:
     from ..datasets import label_count_of, synthesis_set
-    from .bank import MemoryBank
 
-    label_count = label_count_of(args.data, args.label_count)
-    samples = synthesis_set(args.data, "train", label_count, args.scenes, args.height, args.width)
-    bank = MemoryBank.build(samples, label_count, args.min_area, args.shape_size, args.context_size)
-    bank.save(args.output)
-    counts = {int(c): int(n) for c, n in zip(*__import__("numpy").unique(bank.labels, return_counts=True))}
-    print(f"{len(bank)} segments from {len(samples)} layouts (per class: {counts}); wrote {args.output}")
+    label_count = label_count_of(s.data, s.label_count)
+    samples = synthesis_set(s.data, "train", label_count, s.scenes, s.height, s.width)
+    bank = MemoryBank.build(samples, label_count, s.min_area, s.shape_size, s.context_size)
+    bank.save(s.output)
+    counts = {int(c): int(n) for c, n in zip(*np.unique(bank.labels, return_counts=True))}
+    print(f"{len(bank)} segments from {len(samples)} layouts (per class: {counts}); wrote {s.output}")
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from ...training import TrainerSettings
+def _train(options: SimsTrainOptions, settings: SimsSettings, trainer: TrainerSettings) -> int:
     from .training import train_sims
 
-    settings = _sims_settings(args)
-    trainer = settings_from_args(TrainerSettings, args)
-    metrics = train_sims(settings, trainer, args.output)
+    metrics = train_sims(settings, trainer, options.output)
     print("held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    print(f"wrote {args.output or f'{trainer.out_dir}/sims.safetensors'} (TensorBoard logs in {trainer.out_dir})")
+    print(f"wrote {options.output or f'{trainer.out_dir}/sims.safetensors'} (TensorBoard logs in {trainer.out_dir})")
     return 0
 
 
-def _model_and_bank(args: argparse.Namespace):
-    from .bank import MemoryBank
+def _model_and_bank(s: SimsModelSettings) -> tuple[Sims, MemoryBank | None]:
     from .model import load_sims
     from .sampling import load_shipped
 
-    device = args.device if args.device != "auto" else "cpu"
-    if args.weights is None and args.bank is None:
+    device = s.torch_device()
+    if s.weights is None and s.bank is None:
         return load_shipped(device)
-    if args.weights is None:
+    if s.weights is None:
         model, _ = load_shipped(device)
     else:
-        model = load_sims(args.weights, device)
-    if args.bank is not None:
-        bank = MemoryBank.open(args.bank)
-    elif model.settings.retrieval and model.settings.bank and args.weights is not None:
+        model = load_sims(s.weights, device)
+    if s.bank is not None:
+        bank = MemoryBank.open(s.bank)
+    elif model.settings.retrieval and model.settings.bank and s.weights is not None:
         bank = MemoryBank.open(model.settings.bank)  # the bank it was trained with
     elif model.settings.retrieval:
         _, bank = load_shipped(device)
@@ -64,58 +127,52 @@ def _model_and_bank(args: argparse.Namespace):
     return model, bank
 
 
-def _synthesize(args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _synthesize(s: SimsSynthesizeSettings) -> int:
     from ..layout import read_integer_map
     from ..scenes import procedural_split
     from .sampling import synthesize, write_sheet
 
-    model, bank = _model_and_bank(args)
-    s = model.settings
+    model, bank = _model_and_bank(s)
+    m = model.settings
     real = None
-    if args.layout:
-        label = read_integer_map(args.layout)
-        instance = read_integer_map(args.instance) if args.instance else label
+    if s.layout:
+        label = read_integer_map(s.layout)
+        instance = read_integer_map(s.instance) if s.instance else label
         if instance.shape != label.shape:
-            raise SystemExit(f"the instance map {args.instance} is {instance.shape}, the layout {label.shape}")
+            raise SystemExit(f"the instance map {s.instance} is {instance.shape}, the layout {label.shape}")
     else:
-        scene = procedural_split("test", args.scene + 1, s.height, s.width)[args.scene]
+        scene = procedural_split("test", s.scene + 1, m.height, m.width)[s.scene]
         label, instance, real = scene.label.astype(np.int64), scene.instance.astype(np.int64), scene.image
     try:
-        image, result = synthesize(model, bank, label, instance, args.device if args.device != "auto" else "cpu",
-                                   return_canvas=True)
+        image, result = synthesize(model, bank, label, instance, s.torch_device(), return_canvas=True)
     except ValueError as err:
         raise SystemExit(f"sims synthesize: {err}")
     canvas = result.canvas if result is not None else None
-    write_sheet(args.output, label, canvas, image, real)
-    print(f"wrote {args.output}: layout, {'canvas, ' if canvas is not None else ''}output"
+    write_sheet(s.output, label, canvas, image, real)
+    print(f"wrote {s.output}: layout, {'canvas, ' if canvas is not None else ''}output"
           f"{', real image' if real is not None else ''}")
     return 0
 
 
-def _test(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+def _test(s: SimsTestSettings) -> int:
     from PIL import Image
 
     from ..datasets import synthesis_set
     from .sampling import evaluate_sims
 
-    model, bank = _model_and_bank(args)
-    if args.alignment is not None:
-        model.settings.alignment = args.alignment
-    s = model.settings
-    samples = synthesis_set(args.data or s.data, "test", s.label_count, args.scenes, s.height, s.width,
-                            model.size_multiple)
+    model, bank = _model_and_bank(s)
+    if s.alignment is not None:
+        model.settings.alignment = s.alignment
+    m = model.settings
+    samples = synthesis_set(s.data or m.data, "test", m.label_count, s.scenes, m.height, m.width, model.size_multiple)
     samples = [samples[k] for k in range(len(samples))]
     segmenter = None
-    if args.segmenter:
+    if s.segmenter:
         from ..segmentation import load_segmenter
 
-        segmenter = load_segmenter(args.segmenter)
-    metrics, images = evaluate_sims(model, bank, samples, segmenter, args.device if args.device != "auto" else "cpu")
-    out = Path(args.output)
+        segmenter = load_segmenter(s.segmenter)
+    metrics, images = evaluate_sims(model, bank, samples, segmenter, s.torch_device())
+    out = Path(s.output)
     out.mkdir(parents=True, exist_ok=True)
     for sample, image in zip(samples, images):
         Image.fromarray(image).save(out / f"{sample.name}.png")
@@ -124,66 +181,32 @@ def _test(args: argparse.Namespace) -> int:
     return 0
 
 
+SIMS_COMMAND = Command(
+    "sims", "SIMS: semi-parametric image synthesis from layouts (build-bank / train / synthesize / test)",
+    verbs=(
+        Command("build-bank", "cut the training layouts into segments and write the memory bank folder", _build_bank,
+                (SimsBankSettings,)),
+        Command("train", "train the synthesis, alignment and ordering networks (resumes)", _train,
+                (SimsTrainOptions, SimsSettings, TrainerSettings), TRAINER_DEFAULTS, preset=Preset(SimsSettings, preset)),
+        Command("synthesize", "one layout (default: a procedural test scene) through the whole pipeline; writes "
+                              "layout | canvas | output (| real) as one picture", _synthesize, (SimsSynthesizeSettings,),
+                autocast=True),
+        Command("test", "synthesise held-out layouts, write them, report L1 / PSNR (and segmentation agreement with "
+                        "--segmenter)", _test, (SimsTestSettings,), autocast=True),
+    ))
+"""The ``sims`` entry of the command table."""
+
+
 def add_sims_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``sims`` subcommand and its verbs to the main command's subparsers."""
-    from ...training import TrainerSettings
-    from .model import SimsSettings
-
-    p = sub.add_parser("sims", help="SIMS: semi-parametric image synthesis from layouts (build-bank / train / "
-                                    "synthesize / test)")
-    verbs = p.add_subparsers(dest="verb", required=True)
-
-    v = verbs.add_parser("build-bank", help="cut the training layouts into segments and write the memory bank folder")
-    v.add_argument("--data", default="procedural", help="'procedural' or a folder in pix2pixHD's layout")
-    v.add_argument("--label-count", type=int, default=None, help="labels of a folder's maps (procedural: 7)")
-    v.add_argument("--scenes", type=int, default=100, help="procedural training layouts")
-    v.add_argument("--height", type=int, default=128, help="procedural layout height")
-    v.add_argument("--width", type=int, default=256, help="procedural layout width")
-    v.add_argument("--min-area", type=int, default=16, help="smallest component that becomes a segment, pixels")
-    v.add_argument("--shape-size", type=int, default=32, help="side of the mask thumbnails")
-    v.add_argument("--context-size", type=int, default=16, help="side of the context thumbnails")
-    v.add_argument("--output", default="runs/sims/bank", help="the bank folder to write")
-    v.set_defaults(func=_build_bank)
-
-    v = verbs.add_parser("train", help="train the synthesis, alignment and ordering networks (resumes)")
-    v.add_argument("--preset", choices=["cpu", "paper"], default="cpu",
-                   help="cpu: 128x256 procedural scenes on a CPU; paper: the reference's scale on a GPU")
-    v.add_argument("--output", default=None, help="where to write the model (default: OUT_DIR/sims.safetensors)")
-    add_settings_arguments(v, SimsSettings, only_given=True)
-    add_settings_arguments(v, TrainerSettings)
-    v.set_defaults(func=_train, out_dir="runs/sims", lr=5e-4, schedule="cosine")
-
-    for name, func, text in (("synthesize", _synthesize, "one layout (default: a procedural test scene) through the "
-                              "whole pipeline; writes layout | canvas | output (| real) as one picture"),
-                             ("test", _test, "synthesise held-out layouts, write them, report L1 / PSNR (and "
-                              "segmentation agreement with --segmenter)")):
-        v = verbs.add_parser(name, help=text)
-        v.add_argument("--weights", default=None, help="model file (default: the shipped one)")
-        v.add_argument("--bank", default=None, help="memory bank folder (default: the one --weights was trained "
-                                                    "with, else the shipped one)")
-        v.add_argument("--device", default="auto", help="auto (cpu), cpu or cuda")
-        v.set_defaults(func=func)
-        add_precision_argument(v, autocast_run=True)
-        if name == "synthesize":
-            v.add_argument("layout", nargs="?", default=None, help="label map PNG (integer labels); default: a "
-                                                                      "procedural test scene")
-            v.add_argument("--instance", default=None, help="instance map PNG for LAYOUT (Cityscapes ids)")
-            v.add_argument("--scene", type=int, default=0, help="which procedural test scene, without LAYOUT")
-            v.add_argument("--output", default="sims.png", help="the picture to write")
-        else:
-            v.add_argument("--data", default=None, help="'procedural' or a folder (default: the model's)")
-            v.add_argument("--scenes", type=int, default=16, help="procedural held-out layouts")
-            v.add_argument("--segmenter", default=None, help="segmentation network for the agreement scores")
-            v.add_argument("--alignment", choices=["stn", "box"], default=None,
-                           help="override the model's alignment (box: the box-fit fallback)")
-            v.add_argument("--output", default="runs/sims/test", help="folder for the synthesised images")
+    add_commands(sub, [SIMS_COMMAND])
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m toolchain_restore.generative.sims.cli VERB ...``: the same verbs as ``toolchain-restore sims``."""
     parser = argparse.ArgumentParser(prog="toolchain-restore-sims")
     add_sims_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sims", *(argv if argv is not None else __import__("sys").argv[1:])])
+    args = parser.parse_args(["sims", *(argv if argv is not None else sys.argv[1:])])
     return args.func(args)
 
 

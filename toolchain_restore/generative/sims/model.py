@@ -14,6 +14,7 @@ from torch import nn
 from ...config import with_changes
 from ...serialization import load_weights, read_settings, save_weights
 from ..datasets import SceneDataSettings
+from .bank import SegmentSettings
 from .networks import AlignmentNet, OrderingNet, SynthesisNet
 
 __all__ = ["SimsSettings", "Sims", "save_sims", "load_sims", "SIMS_KIND", "preset"]
@@ -22,7 +23,7 @@ SIMS_KIND = "toolchain-restore/sims"
 
 
 @dataclass
-class SimsSettings(SceneDataSettings):
+class SimsSettings(SegmentSettings, SceneDataSettings):
     """SIMS's data, memory bank, retrieval, alignment, ordering, canvas simulation, synthesis
     network and losses. ``preset('cpu')`` is sized for 128x256 procedural scenes on a CPU;
     ``preset('paper')`` documents the GPU settings of the reference (Cityscapes 1024x2048)."""
@@ -31,12 +32,6 @@ class SimsSettings(SceneDataSettings):
     """Memory bank folder (build-bank) the training canvases and alignment pairs draw partners from; None: cut one in memory from the training set."""
     retrieval: bool = True
     """Synthesise from canvases of retrieved segments; False: from the label map alone (the ablation: empty canvases)."""
-    min_area: int = 16
-    """Smallest connected component, in pixels, that becomes a segment (bank and queries)."""
-    shape_size: int = 32
-    """Side of the mask thumbnails the shape IoU compares."""
-    context_size: int = 16
-    """Side of the context thumbnails (labels in the box grown to twice its size)."""
     top_k: int = 10
     """Candidates retrieved per query segment (official: 10); alignment keeps the best-fitting one."""
     shape_weight: float = 1.0

@@ -36,10 +36,13 @@ from .ordering import overlapping_pairs, pair_features, true_pairs
 __all__ = ["SimsTask", "train_sims", "trainer_defaults", "ordering_accuracy", "ordering_pairs", "export_checkpoint"]
 
 
+TRAINER_DEFAULTS: dict[str, object] = dict(lr=5e-4, beta1=0.9, schedule="cosine", out_dir="runs/sims")
+"""How SIMS's trainer settings differ from ``TrainerSettings``'s defaults (``sims train`` takes them too)."""
+
+
 def trainer_defaults(**changes) -> TrainerSettings:
     """Adam lr 5e-4 (beta1 0.9), cosine decay; out_dir runs/sims."""
-    base = dict(lr=5e-4, beta1=0.9, schedule="cosine", out_dir="runs/sims")
-    base.update(changes)
+    base = {**TRAINER_DEFAULTS, **changes}
     return TrainerSettings(**base)
 
 
