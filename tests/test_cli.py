@@ -203,7 +203,7 @@ def test_every_bool_field_is_read_by_parse_bool():
 
 
 DEVICE_LEAVES = [(path, parser) for path, parser in ALL_LEAVES if "--device" in parser._option_string_actions]
-RESOLVED_ELSEWHERE = (TrainerSettings, DQNSettings)
+RESOLVED_ELSEWHERE = ()
 """Settings whose device the trainer and the DQN loop resolve with runtime.resolve_device (not DeviceSettings yet)."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import RunSettings, ToolchainSettings, TrainingPatches
 from ..envs import ToolchainRestoreVectorEnv
 from ..envs.episode import STOP, shared_toolbox
 from ..envs.figures import toolchain_figure, trace_policy
@@ -45,13 +46,10 @@ LOG_EVERY = 1000
 
 
 @dataclass
-class DQNSettings:
-    """Recurrent DQN settings; the defaults are the official code's (DIV2K, on a GPU)."""
+class DQNSettings(RunSettings, ToolchainSettings, TrainingPatches):
+    """Recurrent DQN settings; the defaults are the official code's (DIV2K, on a GPU).
+    ``precision`` sets how the Q-network and the tools compute; a resumed run may change it."""
 
-    level: str = "moderate"
-    """Severity of the training patches."""
-    data: str | None = None
-    """Folder of clean images (DIV2K layout or flat); None = the embedded default."""
     toolbox: str | None = None
     """Toolbox file; None = the shipped (jointly fine-tuned) one. The shipped agent began on the separately trained weights/toolbox.safetensors."""
     num_envs: int = 32
@@ -90,8 +88,6 @@ class DQNSettings:
     """The official training-only env rules (skip patches above 50 dB, end when PSNR drops below the input's)."""
     clean_fraction: float = 0.0
     """Share of training episodes on nearly clean patches (the envs' clean_fraction), where stopping at once is usually right; 0 = the paper's stream. Above 0, evaluations also score the 'clean' level."""
-    max_steps: int = 3
-    """Longest toolchain."""
     conv: str = "plain"
     """The feature extractor's convolutions: 'plain' (the paper's) or DCNet decoupled, e.g. 'tanh_cos'."""
     views: int = 1
@@ -116,12 +112,6 @@ class DQNSettings:
     """Margin (dB) by which the large-margin loss wants the oracle's action to beat every other."""
     demo_margin_weight: float = 1.0
     """Weight of the large-margin loss beside the regression of all 13 Q-values."""
-    seed: int = 0
-    """Seed of the environments, exploration and the network."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    precision: Precision = "auto"
-    """How the Q-network and the tools compute: auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA). A resumed run may change it."""
     out_dir: str = "runs/agent"
     """Where the agent, TensorBoard logs and settings go."""
 

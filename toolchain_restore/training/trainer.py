@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import RunSettings
 from ..runtime import Precision, autocast, check_precision, precision_summary, resolve_device, resolve_precision
 from .callbacks import Callback, CallbackList, TrainingState
 from .distributed import Distributed, average_gradients, broadcast_parameters, check_in_sync, trainable
@@ -38,8 +39,9 @@ __all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_a
 
 
 @dataclass
-class TrainerSettings:
-    """Settings of the generic training loop."""
+class TrainerSettings(RunSettings):
+    """Settings of the generic training loop. ``precision`` applies to the task's forward
+    pass, under torch.autocast; with fp16 (CUDA) the loss is scaled against underflow."""
 
     out_dir: str = "runs/train"
     """Folder for checkpoints, TensorBoard events and the resolved settings."""
@@ -67,18 +69,12 @@ class TrainerSettings:
     """Linear warm-up steps from 0 to lr."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this value (0 = no clipping)."""
-    precision: Precision = "auto"
-    """How the networks compute (the task's forward pass under torch.autocast): auto (bf16 where this machine runs it faster, else fp32), fp32, bf16, fp16 (CUDA; the loss is scaled against underflow)."""
     amp: Literal["off", "fp16", "bf16"] | None = None
     """Deprecated spelling of precision (off = fp32); given, it replaces precision."""
     filter_projection_every: int = 0
     """DCNet: scale the decoupled convolutions' filters to unit norm every N steps (official: 100; 0 = never)."""
     orthogonality_weight: float = 0.0
     """DCNet: weight of the orthogonality penalty |W W^T - I|^2 on decoupled filters (official: 1e-5; 0 = off)."""
-    seed: int = 0
-    """Seed of the model initialisation and of every batch."""
-    device: str = "auto"
-    """'auto' (cuda when available, else cpu), 'cpu', 'cuda' or 'cuda:N'."""
     checkpoint_every: int = 100
     """Steps between checkpoints (one is always written at the end)."""
     eval_every: int = 200
