@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from .agents import load_agent
 from .config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
 from .data import image_set
+from .data.corpus import AUTO_DATA, held_out_data
 from .degrade import degrade
 from .envs.figures import ChainTrace, chain_text, toolchain_figure
 from .evaluation.protocol import MethodResult, evaluate
@@ -44,6 +45,8 @@ class DemoSettings(RunSettings, AgentSelection, ToolchainSettings, CleanImages):
 
     out_dir: str = "runs/demo"
     """Where the figures, the tables and the TensorBoard logs go."""
+    data: str | None = AUTO_DATA
+    """Folder of clean images whose test split is held out; 'auto' = the photo corpus (runs/corpus, or $TOOLCHAIN_RESTORE_CORPUS) when it is built, else the embedded default; none = the embedded default."""
     levels: list[str] = field(default_factory=lambda: ["mild", "moderate", "severe"])
     """Severities to degrade at."""
     patches: int = 128
@@ -134,7 +137,8 @@ def run_demo(settings: DemoSettings) -> DemoReport:
     ``chart.png``, ``results.json`` and TensorBoard logs to ``out_dir``."""
     from torch.utils.tensorboard import SummaryWriter
 
-    s = settings
+    data, held_out = held_out_data(settings.data)
+    s = replace(settings, data=data)
     start = time.perf_counter()
     device = resolve_device(s.device)
     toolbox = load_toolbox(s.toolbox, device, s.precision)
@@ -146,7 +150,7 @@ def run_demo(settings: DemoSettings) -> DemoReport:
     precision = precision_summary(s.precision, device)
     writer.add_text("precision", precision, 0)
 
-    sections = []
+    sections = [f"Held-out set: {held_out}."]
     patch_results: list[MethodResult] = []
     if s.patches > 0:
         evaluation = EvaluationSettings(levels=s.levels, patches=s.patches, data=s.data, methods=s.methods,

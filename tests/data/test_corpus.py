@@ -417,3 +417,55 @@ def test_real_corpus_from_cached_packages(tmp_path):
     if Image.__version__ == json.loads(C.MANIFEST_PATH.read_text())["made_with"]["Pillow"]:
         assert report.warnings == []
     assert next(e for e in report.entries if e.source == "lomiri").width == C.MAX_SIDE
+
+
+# -- the held-out default ------------------------------------------------------------------
+
+
+def _fake_build(root, photos=2):
+    """A folder laid out as a build leaves it (manifest.json, train/, test/)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        for k in range(photos):
+            Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(root / split / f"p{k}.png")
+    (root / "manifest.json").write_text("{}")
+    return root
+
+
+def test_auto_is_the_corpus_when_built_and_the_embedded_default_otherwise(tmp_path, monkeypatch):
+    from toolchain_restore.data.corpus import CORPUS_ENV, built_corpus, held_out_data
+
+    monkeypatch.setenv(CORPUS_ENV, "none")
+    assert built_corpus() is None and held_out_data("auto")[0] is None
+    assert "embedded default" in held_out_data("auto")[1] and "make corpus" in held_out_data("auto")[1]
+    corpus = _fake_build(tmp_path / "corpus")
+    monkeypatch.setenv(CORPUS_ENV, str(corpus))
+    data, label = held_out_data("auto")
+    assert data == str(corpus) and "photo corpus" in label and "2 photographs" in label
+    assert held_out_data(None) == (None, "the embedded default's test split (scikit-image pictures)")
+    assert held_out_data("elsewhere")[0] == "elsewhere"
+    monkeypatch.setenv(CORPUS_ENV, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="not a built corpus"):
+        built_corpus()
+    monkeypatch.delenv(CORPUS_ENV)
+    monkeypatch.chdir(tmp_path)  # the default place, runs/corpus under the current folder
+    assert built_corpus() is None
+    _fake_build(tmp_path / "runs" / "corpus")
+    assert built_corpus().resolve() == (tmp_path / "runs" / "corpus").resolve()
+
+
+def test_evaluate_names_the_held_out_set_it_read(tmp_path, monkeypatch):
+    from toolchain_restore.data.corpus import CORPUS_ENV
+    from toolchain_restore.evaluation import EvaluationSettings, run_evaluation
+
+    monkeypatch.setenv(CORPUS_ENV, str(_fake_build(tmp_path / "corpus")))
+    settings = EvaluationSettings(methods=["input"], levels=["mild"], patches=2, out_dir=str(tmp_path / "eval"),
+                                  device="cpu")
+    run_evaluation(settings)
+    assert "Held-out set: the photo corpus's test split" in (tmp_path / "eval" / "report.md").read_text()
+    run_evaluation(EvaluationSettings(methods=["input"], levels=["mild"], patches=2, out_dir=str(tmp_path / "e2"),
+                                      device="cpu", data=None))
+    assert "Held-out set: the embedded default's test split" in (tmp_path / "e2" / "report.md").read_text()

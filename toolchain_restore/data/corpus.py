@@ -63,6 +63,11 @@ __all__ = [
     "near_duplicates",
     "build_corpus",
     "default_cache",
+    "CORPUS_ENV",
+    "DEFAULT_CORPUS_DIR",
+    "AUTO_DATA",
+    "built_corpus",
+    "held_out_data",
 ]
 
 MANIFEST_PATH = Path(__file__).with_name("corpus_manifest.json")
@@ -663,3 +668,41 @@ def build_corpus(out_dir: str | os.PathLike, manifest: str | os.PathLike | Manif
     for w in warnings:
         say(f"warning: {w}")
     return BuildReport(out_dir, result, warnings)
+
+
+CORPUS_ENV = "TOOLCHAIN_RESTORE_CORPUS"
+"""Where the held-out defaults look for a built corpus ('none': never use one)."""
+DEFAULT_CORPUS_DIR = Path("runs") / "corpus"
+"""Where ``make corpus`` builds it, under the current folder."""
+AUTO_DATA = "auto"
+"""The ``data`` of ``evaluate`` and the demo by default: the corpus when built, else the embedded default."""
+
+
+def built_corpus() -> Path | None:
+    """The built corpus: ``$TOOLCHAIN_RESTORE_CORPUS``, else ``runs/corpus`` when it holds a
+    build (its manifest.json and test/); None where there is none."""
+    where = os.environ.get(CORPUS_ENV)
+    if where is not None and where.strip().lower() in ("", "none"):
+        return None
+    root = Path(where) if where else DEFAULT_CORPUS_DIR
+    if (root / "manifest.json").is_file() and (root / "test").is_dir():
+        return root
+    if where:
+        raise FileNotFoundError(f"{CORPUS_ENV}={where} is not a built corpus (no manifest.json and test/ there); "
+                                f"build it with `toolchain-restore corpus build {where}` or set {CORPUS_ENV}=none")
+    return None
+
+
+def held_out_data(data: str | os.PathLike | None) -> tuple[str | None, str]:
+    """``data`` as the held-out sets read it (``'auto'`` resolved) and a label naming the set."""
+    if data == AUTO_DATA:
+        corpus = built_corpus()
+        if corpus is None:
+            return None, ("the embedded default's test split (scikit-image pictures; the photo corpus is not built: "
+                          "`make corpus`)")
+        photos = sum(1 for p in (corpus / "test").iterdir() if not p.name.startswith("."))
+        return str(corpus), f"the photo corpus's test split ({corpus}/test, {photos} photographs)"
+    if data is None:
+        return None, "the embedded default's test split (scikit-image pictures)"
+    return str(data), f"the test split of {data}"
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -13,6 +13,7 @@ from ..agents.baseline_policies import FixedChainPolicy, RandomPolicy, parse_cha
 from ..agents.oracle import Chain, all_chain_psnrs, best_fixed_chain
 from ..agents.policy import load_agent
 from ..baselines import load_baseline
+from ..data.corpus import AUTO_DATA, held_out_data
 from ..config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
 from ..serialization import WeightsError, shipped_weights
 from ..tools import Toolbox, load_toolbox
@@ -38,6 +39,8 @@ class EvaluationSettings(RunSettings, AgentSelection, ToolchainSettings, CleanIm
     """Settings of ``toolchain-restore evaluate``."""
 
     out_dir: str = "runs/evaluate"
+    data: str | None = AUTO_DATA
+    """Folder of clean images whose split is held out; 'auto' = the photo corpus (runs/corpus, or $TOOLCHAIN_RESTORE_CORPUS) when it is built, else the embedded default; none = the embedded default."""
     """Where report.md, chart.png, results.json and TensorBoard scalars go."""
     seed: int = EVALUATION_SEED
     """Seed of the held-out test sets (the same seed gives the same patches to every method)."""
@@ -131,6 +134,12 @@ def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     scalars to ``out_dir``."""
     from torch.utils.tensorboard import SummaryWriter
 
+    data, held_out = held_out_data(s.data)
+    s = replace(s, data=data)
+    if s.pairs is not None:
+        held_out = f"the pairs in {s.pairs}"
+    elif s.split != "test":
+        held_out = held_out.replace("test split", f"{s.split} split")
     device = resolve_device(s.device)
     toolbox = load_toolbox(s.toolbox, device, s.precision)
     start = time.perf_counter()
@@ -147,7 +156,8 @@ def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     report = markdown_report(results)
     command = "toolchain-restore evaluate " + " ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ' '.join(map(str, v))}"
                                                       for k, v in asdict(s).items() if v not in (None, [], ""))
-    (out / "report.md").write_text(f"# Evaluation\n\n{report}\n\nMade by `{command}` in {time.perf_counter() - start:.0f} s; {precision}.\n")
+    (out / "report.md").write_text(f"# Evaluation\n\nHeld-out set: {held_out}.\n\n{report}\n\n"
+                                   f"Made by `{command}` in {time.perf_counter() - start:.0f} s; {precision}.\n")
     plot_report(results, out / "chart.png")
     (out / "results.json").write_text(json.dumps([{k: v for k, v in asdict(r).items() if k != "restoration"}
                                                   for r in results], indent=2))
