@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import inspect
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypeVar
 
 from .runtime import PRECISIONS, Precision, autocast, resolve_device
@@ -37,7 +37,7 @@ __all__ = [
     "DeviceSettings", "RunSettings", "CleanImages", "TrainingPatches", "ToolboxSelection", "ToolchainSettings",
     "AgentSelection", "option", "parse_bool", "Command", "Preset", "add_commands", "run_command",
     "add_settings_arguments", "add_precision_argument", "settings_from_args", "given_settings", "with_changes",
-    "field_docs", "field_default",
+    "field_docs", "field_default", "settings_markdown",
 ]
 
 PRECISION_HELP = ("how the networks compute: auto (bf16 where this machine runs it faster than float32, else fp32), "
@@ -376,3 +376,12 @@ def add_commands(sub: argparse._SubParsersAction, commands: Iterable[Command]) -
             only_given = command.preset is not None and cls is command.preset.settings
             add_settings_arguments(parser, cls, only_given=only_given, defaults=command.defaults)
         parser.set_defaults(func=functools.partial(run_command, command))
+
+
+def settings_markdown(*settings: Any) -> str:
+    """A markdown table of one or more settings dataclasses, for TensorBoard's text tab."""
+    rows = ["| setting | value |", "|---|---|"]
+    for s in settings:
+        for k, v in asdict(s).items():
+            rows.append(f"| {type(s).__name__}.{k} | {v} |")
+    return "\n".join(rows)

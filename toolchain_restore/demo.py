@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .agents import load_agent
-from .config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
+from .config import AgentSelection, CleanImages, RunSettings, ToolchainSettings, settings_markdown
 from .data import image_set
 from .data.corpus import AUTO_DATA, held_out_data
 from .degrade import degrade
@@ -33,7 +33,6 @@ from .metrics import psnr
 from .restore import restore
 from .tools import load_toolbox
 from .runtime import precision_summary, resolve_device
-from .training import settings_markdown
 
 __all__ = ["DemoSettings", "DemoRow", "DemoReport", "run_demo"]
 

@@ -33,7 +33,8 @@ from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
 from ..runtime import Precision, precision_summary, resolve_device, resolve_precision
-from ..training import Callback, CallbackList, LearningRateSchedule, Run, TrainingState, settings_markdown
+from ..training import Callback, CallbackList, LearningRateSchedule, Run, TrainingState
+from ..config import settings_markdown
 from .network import RecurrentQNetwork
 from .demonstrations import load_demonstrations, pretrain
 from .policy import RecurrentQPolicy, check_views

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..config import RunSettings, ToolchainSettings, TrainingPatches
 from ..runtime import resolve_device
-from ..training import settings_markdown
+from ..config import settings_markdown
 from .network import SamePadConv2d
 
 __all__ = ["MISSING_SB3", "SB3Settings", "PatchFeaturesExtractor", "require_sb3", "train_sb3", "load_sb3"]

@@ -18,7 +18,7 @@ from ..config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
 from ..serialization import WeightsError, shipped_weights
 from ..tools import Toolbox, load_toolbox
 from ..runtime import precision_summary, resolve_device
-from ..training import settings_markdown
+from ..config import settings_markdown
 from .protocol import (CNNMethod, ExhaustiveOracleMethod, GreedyOracleMethod, InputMethod, Method, MethodResult,
                        PolicyMethod, evaluate)
 from .report import markdown_report, plot_report

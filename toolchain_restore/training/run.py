@@ -32,7 +32,6 @@ import json
 import random
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -40,6 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ..config import settings_markdown
 from ..serialization import atomic_write
 from .distributed import Distributed
 from .schedule import LearningRateSchedule
@@ -55,15 +55,6 @@ class Stateful(Protocol):
 
     def load_state_dict(self, state: Any) -> Any:
         ...
-
-
-def settings_markdown(*settings: Any) -> str:
-    """A markdown table of one or more settings dataclasses, for TensorBoard's text tab."""
-    rows = ["| setting | value |", "|---|---|"]
-    for s in settings:
-        for k, v in asdict(s).items():
-            rows.append(f"| {type(s).__name__}.{k} | {v} |")
-    return "\n".join(rows)
 
 
 def random_state() -> dict[str, Any]:
