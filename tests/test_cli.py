@@ -17,7 +17,8 @@ import toolchain_restore
 from toolchain_restore import cli, config
 from toolchain_restore.agents.dqn import DQNSettings
 from toolchain_restore.cli import build_parser
-from toolchain_restore.config import Command, DeviceSettings, field_default, field_docs, parse_bool, run_command
+from toolchain_restore.config import (Command, DeviceSettings, ToolboxSelection, field_default, field_docs, parse_bool,
+                                     run_command)
 from toolchain_restore.training import TrainerSettings
 
 
@@ -293,6 +294,6 @@ def test_the_table_refuses_what_it_cannot_build():
     with pytest.raises(ValueError, match="no_such_field"):
         Command("x", "h", lambda s: 0, (DeviceSettings,), {"no_such_field": 1})
     with pytest.raises(ValueError, match="autocast"):
-        Command("x", "h", lambda s: 0, (TrainerSettings,), autocast=True)
+        Command("x", "h", lambda s: 0, (ToolboxSelection,), autocast=True)
     with pytest.raises(ValueError, match="either run or verbs"):
         Command("x", "h")
