@@ -42,9 +42,10 @@ def test_replay_batch_is_padded_time_first_with_previous_actions():
 def test_tiny_training_run(tmp_path, double_dqn, views):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    # Batches of 4 episodes: the checks need gradient steps, not good ones, and 32 cost 8x more.
     settings = DQNSettings(num_envs=4, total_steps=120, replay_steps=200, learning_starts=40, target_sync_every=40,
-                           epsilon_decay_steps=80, eval_every=120, eval_patches=4, double_dqn=double_dqn,
-                           views=views, device="cpu", out_dir=str(tmp_path))
+                           batch_episodes=4, epsilon_decay_steps=80, eval_every=120, eval_patches=4,
+                           double_dqn=double_dqn, views=views, device="cpu", out_dir=str(tmp_path))
     policy = train(settings, progress=False)
     assert isinstance(policy, RecurrentQPolicy)
     loaded = RecurrentQPolicy.load(tmp_path / "agent.safetensors")
@@ -82,18 +83,19 @@ def test_train_agent_command(tmp_path):
     from toolchain_restore.cli import main
 
     code = main(["train-agent", "--preset", "cpu", "--num-envs", "4", "--total-steps", "60", "--learning-starts", "20",
-                 "--eval-every", "60", "--eval-patches", "4", "--device", "cpu", "--progress", "false",
+                 "--batch-episodes", "4", "--eval-every", "60", "--eval-patches", "4", "--device", "cpu", "--progress", "false",
                  "--out-dir", str(tmp_path)])
     assert code == 0 and (tmp_path / "agent.safetensors").is_file()
     import json
 
     written = json.loads((tmp_path / "settings.json").read_text())
     assert written["total_steps"] == 60 and written["replay_steps"] == 30_000  # preset value kept
+    assert written["batch_episodes"] == 4
 
 
 def _resume_settings(tmp_path, total_steps, **kw):
     base = dict(num_envs=4, total_steps=total_steps, replay_steps=200, learning_starts=20, target_sync_every=40,
-                epsilon_decay_steps=80, eval_every=1000, eval_patches=2, checkpoint_every=40, device="cpu",
+                batch_episodes=4, epsilon_decay_steps=80, eval_every=1000, eval_patches=2, checkpoint_every=40, device="cpu",
                 out_dir=str(tmp_path))
     return DQNSettings(**{**base, **kw})
 
