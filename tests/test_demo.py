@@ -12,6 +12,7 @@ from toolchain_restore.demo import DemoSettings, run_demo
 from toolchain_restore.tools import NUM_TOOLS
 
 
+@pytest.mark.slow
 def test_demo_command_writes_tables_figures_and_logs(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["demo", "--out-dir", str(out), "--patches", "8", "--methods", "input", "agent", "random",
@@ -52,6 +53,7 @@ def multiply_adds_of_one_step(network: nn.Module) -> int:
     return sum(counted)
 
 
+@pytest.mark.slow
 def test_demo_whole_images_follow_the_agents_vote_chain(tmp_path):
     report = run_demo(DemoSettings(out_dir=str(tmp_path), patches=0, size=96, max_images=2, levels=["moderate"],
                                    progress=False))

@@ -61,6 +61,7 @@ def test_every_tool_in_bf16_is_within_0_02_db_of_fp32(toolboxes, tool, one_threa
         assert not torch.equal(out16, out32)  # bf16 really ran
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_the_agents_greedy_chains_in_bf16_end_within_0_02_db(toolboxes, one_thread):
     fp32, bf16 = toolboxes
@@ -79,6 +80,7 @@ def test_the_agents_greedy_chains_in_bf16_end_within_0_02_db(toolboxes, one_thre
     assert abs(_mean_psnr(E16, H) - _mean_psnr(E32, H)) < TOLERANCE_DB
 
 
+@pytest.mark.slow
 @torch.no_grad()
 @pytest.mark.parametrize("name", ["dncnn", "vdsr"])
 def test_cnn_baselines_in_bf16_are_within_0_02_db(name, one_thread):
@@ -142,6 +144,7 @@ def _short_tool_training(tmp_path: Path, precision: str) -> float:
     return metrics["psnr_gain/tool08"]
 
 
+@pytest.mark.slow
 def test_bf16_training_reaches_the_held_out_psnr_of_fp32(tmp_path, one_thread):
     fp32, bf16 = _short_tool_training(tmp_path, "fp32"), _short_tool_training(tmp_path, "bf16")
     print(f"held-out gain after the short run: fp32 {fp32:+.3f} dB, bf16 {bf16:+.3f} dB")

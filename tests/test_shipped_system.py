@@ -19,6 +19,9 @@ from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
 
 from .independent_degradation import independent_patches
 
+# Every method on 3 x 128 held-out patches, twice: minutes on 2 CPU cores.
+pytestmark = pytest.mark.slow
+
 LEVELS = ("mild", "moderate", "severe")
 PATCHES = 128
 SEED = 2024  # the cards use 12345

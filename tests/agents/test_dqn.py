@@ -38,6 +38,7 @@ def test_replay_batch_is_padded_time_first_with_previous_actions():
             assert batch.previous[1, b, 7] == 1 and batch.mask[1:, b].sum() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("double_dqn, views", [(False, 1), (True, 4)])
 def test_tiny_training_run(tmp_path, double_dqn, views):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -79,6 +80,7 @@ def test_presets():
         preset("huge")
 
 
+@pytest.mark.slow
 def test_train_agent_command(tmp_path):
     from toolchain_restore.cli import main
 
@@ -104,6 +106,7 @@ def _weights(policy):
     return [t.clone() for t in policy.network.state_dict().values()]
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     first = train(_resume_settings(tmp_path / "a", 80), progress=False)  # the "interrupted" run stops at 80
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
@@ -120,6 +123,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert not all(torch.equal(x, y) for x, y in zip(_weights(first), _weights(resumed_a)))  # it went on learning
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path):
     train(_resume_settings(tmp_path, 40), progress=False)
     with pytest.raises(RuntimeError, match="gamma"):
@@ -130,6 +134,7 @@ def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path):
     train(_resume_settings(tmp_path, 40, resume=False), progress=False)  # starting over is allowed
 
 
+@pytest.mark.slow
 def test_second_stage_starts_from_an_agent(tmp_path):
     start = RecurrentQPolicy(seed=0)
     torch.nn.init.constant_(start.network.head.bias, 0.5)  # unlike any fresh network
@@ -139,6 +144,7 @@ def test_second_stage_starts_from_an_agent(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(_weights(trained), _weights(start)))
 
 
+@pytest.mark.slow
 def test_bf16_training_learns_and_records_its_precision(tmp_path, one_thread):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

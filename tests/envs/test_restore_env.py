@@ -219,6 +219,7 @@ def test_folder_data(tmp_path):
     assert obs["image"].shape == (3, 63, 63)
 
 
+@pytest.mark.slow
 def test_stable_baselines3_trains_on_it():
     from stable_baselines3 import PPO
 

@@ -34,6 +34,7 @@ def assert_same_observations(a, b):
     "num_envs, kwargs",
     [(5, {}), (3, {"level": "mild"}), (4, {"level": "severe", "training_rules": True, "split": "test", "max_steps": 2})],
 )
+@pytest.mark.slow
 def test_same_as_single_envs_given_the_same_seeds(num_envs, kwargs):
     native = make_native(num_envs, **kwargs)
     sync = gym.vector.SyncVectorEnv([lambda: ToolchainRestoreEnv(**kwargs) for _ in range(num_envs)])

@@ -29,11 +29,13 @@ def gains():
     return table
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", range(12), ids=[s.name for s in TOOL_SPECS])
 def test_tool_meets_its_floor_on_its_own_band(gains, tool):
     assert gains[tool, tool] >= FLOORS.get(tool, DEFAULT_FLOOR)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", range(12), ids=[s.name for s in TOOL_SPECS])
 def test_tool_is_best_of_its_type_on_its_own_band(gains, tool):
     group = range(4 * (tool // 4), 4 * (tool // 4) + 4)

@@ -38,6 +38,7 @@ class CrashAt:
         return self.task.loss(model, batch, device)
 
 
+@pytest.mark.slow
 def test_resumed_run_reaches_the_same_weights(tmp_path):
     straight = ToolTrainingTask(ToolTrainingSettings(**TINY))
     Trainer(trainer_settings(tmp_path / "a")).fit(straight)
