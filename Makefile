@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: corpus-tools demo test install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: corpus-tools demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
 
+# `make test` runs the whole suite, the tests marked slow included; `make test-quick` skips those
+# (pytest -m "not slow") for a check in about a minute while editing.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+test-quick: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow"
 
 # Every benchmark, one report in benchmarks/results/ (hours on a 2-core CPU: DCNet alone took 103 minutes and
 # the four pix2pixHD / pix2pix models of `synthesis` 36; `python -m benchmarks --only NAME` runs one).

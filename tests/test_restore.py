@@ -87,6 +87,7 @@ def _variants() -> list[tuple[str, np.ndarray]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_output_has_the_input_format(mode, agent, toolbox):
     for name, image in _variants():

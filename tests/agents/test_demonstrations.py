@@ -72,6 +72,7 @@ def test_batches_replay_the_chain_with_previous_tools(demos):
         assert batch.previous[0, b].sum() == 0
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_its_loss_and_learns_the_oracle(demos):
     torch.manual_seed(0)
     q = RecurrentQNetwork()
@@ -83,6 +84,7 @@ def test_pretraining_lowers_its_loss_and_learns_the_oracle(demos):
     assert parts["agreement"] > 0.8  # a handful of chains is easy to memorise
 
 
+@pytest.mark.slow
 def test_training_pretrains_on_demonstrations_first(demos, tmp_path):
     save_demonstrations(tmp_path / "demos.npz", demos)
     settings = DQNSettings(num_envs=2, total_steps=4, learning_starts=1000, eval_every=1000, eval_patches=2,

@@ -38,13 +38,15 @@ def test_replay_batch_is_padded_time_first_with_previous_actions():
             assert batch.previous[1, b, 7] == 1 and batch.mask[1:, b].sum() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("double_dqn, views", [(False, 1), (True, 4)])
 def test_tiny_training_run(tmp_path, double_dqn, views):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    # Batches of 4 episodes: the checks need gradient steps, not good ones, and 32 cost 8x more.
     settings = DQNSettings(num_envs=4, total_steps=120, replay_steps=200, learning_starts=40, target_sync_every=40,
-                           epsilon_decay_steps=80, eval_every=120, eval_patches=4, double_dqn=double_dqn,
-                           views=views, device="cpu", out_dir=str(tmp_path))
+                           batch_episodes=4, epsilon_decay_steps=80, eval_every=120, eval_patches=4,
+                           double_dqn=double_dqn, views=views, device="cpu", out_dir=str(tmp_path))
     policy = train(settings, progress=False)
     assert isinstance(policy, RecurrentQPolicy)
     loaded = RecurrentQPolicy.load(tmp_path / "agent.safetensors")
@@ -78,22 +80,24 @@ def test_presets():
         preset("huge")
 
 
+@pytest.mark.slow
 def test_train_agent_command(tmp_path):
     from toolchain_restore.cli import main
 
     code = main(["train-agent", "--preset", "cpu", "--num-envs", "4", "--total-steps", "60", "--learning-starts", "20",
-                 "--eval-every", "60", "--eval-patches", "4", "--device", "cpu", "--progress", "false",
+                 "--batch-episodes", "4", "--eval-every", "60", "--eval-patches", "4", "--device", "cpu", "--progress", "false",
                  "--out-dir", str(tmp_path)])
     assert code == 0 and (tmp_path / "agent.safetensors").is_file()
     import json
 
     written = json.loads((tmp_path / "settings.json").read_text())
     assert written["total_steps"] == 60 and written["replay_steps"] == 30_000  # preset value kept
+    assert written["batch_episodes"] == 4
 
 
 def _resume_settings(tmp_path, total_steps, **kw):
     base = dict(num_envs=4, total_steps=total_steps, replay_steps=200, learning_starts=20, target_sync_every=40,
-                epsilon_decay_steps=80, eval_every=1000, eval_patches=2, checkpoint_every=40, device="cpu",
+                batch_episodes=4, epsilon_decay_steps=80, eval_every=1000, eval_patches=2, checkpoint_every=40, device="cpu",
                 out_dir=str(tmp_path))
     return DQNSettings(**{**base, **kw})
 
@@ -102,6 +106,7 @@ def _weights(policy):
     return [t.clone() for t in policy.network.state_dict().values()]
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     first = train(_resume_settings(tmp_path / "a", 80), progress=False)  # the "interrupted" run stops at 80
     state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
@@ -118,6 +123,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert not all(torch.equal(x, y) for x, y in zip(_weights(first), _weights(resumed_a)))  # it went on learning
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path):
     train(_resume_settings(tmp_path, 40), progress=False)
     with pytest.raises(RuntimeError, match="gamma"):
@@ -128,6 +134,7 @@ def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path):
     train(_resume_settings(tmp_path, 40, resume=False), progress=False)  # starting over is allowed
 
 
+@pytest.mark.slow
 def test_second_stage_starts_from_an_agent(tmp_path):
     start = RecurrentQPolicy(seed=0)
     torch.nn.init.constant_(start.network.head.bias, 0.5)  # unlike any fresh network
@@ -137,6 +144,7 @@ def test_second_stage_starts_from_an_agent(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(_weights(trained), _weights(start)))
 
 
+@pytest.mark.slow
 def test_bf16_training_learns_and_records_its_precision(tmp_path, one_thread):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -45,6 +45,7 @@ def test_chain_forward_is_the_agents_chain_with_per_use_averaged_gradients(patch
                 torch.testing.assert_close(g * uses[i], p.grad, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_joint_tuning_runs_through_the_trainer_and_resumes(tmp_path):
     from toolchain_restore.cli import main
     from toolchain_restore.tools import Toolbox

@@ -41,6 +41,7 @@ def test_shipped_tools_restore_the_official_samples(toolbox, level):
     assert float(np.mean(gains)) >= 0.5
 
 
+@pytest.mark.slow
 def test_greedy_chain_only_takes_steps_that_help(toolbox):
     L, H = official_pairs("moderate")
     result = greedy_toolchain(toolbox, L, H, max_steps=3)

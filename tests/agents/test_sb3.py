@@ -21,6 +21,7 @@ TINY = ["--n-envs", "2", "--total-timesteps", "16", "--learning-starts", "8", "-
 """Seconds on a CPU: every part runs (learning, both evaluations, saving) on a handful of steps."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["dqn", "recurrent_ppo"])
 def test_tiny_run_logs_evaluates_and_saves(tmp_path, algo, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

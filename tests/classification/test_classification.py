@@ -32,6 +32,7 @@ def test_classifier_switches_its_convolutions(conv):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 12)
 
 
+@pytest.mark.slow
 def test_training_on_the_generic_trainer_beats_chance(tmp_path):
     settings = ClassificationSettings(train_patches=600, test_patches=240, batch_size=32, width=8)
     task = ClassificationTask(settings)
@@ -81,6 +82,7 @@ def test_cifar10_python_batches(tmp_path):
         cifar10_batches(tmp_path, "train")
 
 
+@pytest.mark.slow
 def test_attacks_stay_in_the_ball_and_hurt_a_trained_model():
     torch.manual_seed(0)
     # A linearly separable toy: the class is whether the image is bright.
@@ -127,6 +129,7 @@ def test_loading_a_classifier_from_other_weights_says_so(tmp_path):
         load_classifier(tmp_path / "broken.safetensors")
 
 
+@pytest.mark.slow
 def test_train_classifier_command_trains_resumes_and_writes_weights(tmp_path, capsys):
     from toolchain_restore.classification import load_classifier
     from toolchain_restore.cli import main

@@ -101,6 +101,7 @@ def test_policy_inputs_are_checked():
     assert set(actions.tolist()) == set(range(13))
 
 
+@pytest.mark.slow
 def test_exhaustive_search_bounds_the_greedy_oracle(toolbox, moderate):
     L, H = moderate.L[:3], moderate.H[:3]
     table = all_chain_psnrs(toolbox, L, H, max_steps=2)
@@ -137,6 +138,7 @@ def test_evaluate_reports_every_method_with_compute(toolbox, moderate):
     assert "| agent |" in table and "Tool usage" in table
 
 
+@pytest.mark.slow
 def test_evaluate_command_on_the_official_layout(tmp_path):
     if not SAMPLES.is_dir():
         pytest.skip(f"the official sample patches are not at {SAMPLES}")

@@ -43,6 +43,7 @@ def test_agent_with_a_decoupled_feature_extractor_round_trips(tmp_path):
     assert torch.allclose(loaded.network(image, torch.zeros(2, 12))[0], network(image, torch.zeros(2, 12))[0])
 
 
+@pytest.mark.slow
 def test_dqn_trains_a_decoupled_agent_and_refuses_a_mismatched_start(tmp_path):
     settings = DQNSettings(num_envs=2, total_steps=30, replay_steps=100, learning_starts=10, target_sync_every=20,
                            epsilon_decay_steps=20, eval_every=10**9, eval_patches=2, checkpoint_every=10**9,

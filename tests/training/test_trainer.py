@@ -1,4 +1,6 @@
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +21,8 @@ def trainer_settings(out_dir, **kw):
 
 
 class CrashAt:
-    """Wraps a task so that its loss raises once at a given step, like a killed process."""
+    """Wraps a task so that its loss raises once at a given step (None: never), like a killed
+    process, and counts the steps it trained."""
 
     def __init__(self, task, step):
         self.task, self.crash_step, self.calls = task, step, 0
@@ -35,6 +38,7 @@ class CrashAt:
         return self.task.loss(model, batch, device)
 
 
+@pytest.mark.slow
 def test_resumed_run_reaches_the_same_weights(tmp_path):
     straight = ToolTrainingTask(ToolTrainingSettings(**TINY))
     Trainer(trainer_settings(tmp_path / "a")).fit(straight)
@@ -43,8 +47,9 @@ def test_resumed_run_reaches_the_same_weights(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(trainer_settings(tmp_path / "b")).fit(CrashAt(interrupted, 4))
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
-    resumed = ToolTrainingTask(ToolTrainingSettings(**TINY))
+    resumed = CrashAt(ToolTrainingTask(ToolTrainingSettings(**TINY)), step=None)
     Trainer(trainer_settings(tmp_path / "b")).fit(resumed)
+    assert resumed.calls == 6 - 3  # it went on from the checkpoint, not from the start
 
     for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
@@ -122,17 +127,26 @@ def test_bf16_autocast_trains_and_resumes_on_cpu(tmp_path):
     assert not torch.equal(before, task.model.state_dict()["tools.4.body.0.weight"])
     Trainer(trainer_settings(tmp_path, precision="bf16", iterations=4)).fit(task)
     assert len(seen) == 4
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="fp16.*CUDA"):
-            Trainer(trainer_settings(tmp_path / "fp16", precision="fp16")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
 
 
-def test_unknown_optimizer_and_missing_cuda(tmp_path):
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors of a machine without CUDA")
+
+
+@NO_CUDA
+def test_fp16_without_cuda_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        Trainer(trainer_settings(tmp_path, precision="fp16")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
+
+
+def test_unknown_optimizer_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="optimizer"):
         Trainer(trainer_settings(tmp_path, optimizer="lbfgs")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA"):
-            Trainer(trainer_settings(tmp_path, device="cuda")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
+
+
+@NO_CUDA
+def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="CUDA"):
+        Trainer(trainer_settings(tmp_path, device="cuda")).fit(ToolTrainingTask(ToolTrainingSettings(**TINY)))
 
 
 def test_bad_tool_numbers():
@@ -140,11 +154,20 @@ def test_bad_tool_numbers():
         ToolTrainingTask(ToolTrainingSettings(tools=[0, 13]))
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (the kernel's choice for port 0), so that parallel
+    runs and other programs on the machine do not collide on a fixed one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_on_gloo(tmp_path):
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(free_port()),
         "-m", "toolchain_restore.cli", "train-tools", "--tools", "5", "9", "--iterations", "3", "--batch-size", "2",
         "--patch-size", "24", "--eval-patches", "4", "--eval-every", "3", "--checkpoint-every", "3",
         "--device", "cpu", "--progress", "false", "--out-dir", str(out),
@@ -157,39 +180,64 @@ def test_torchrun_two_cpu_processes_on_gloo(tmp_path):
     assert "psnr_gain/tool05" in done.stdout
 
 
-def cli_train(out_dir, iterations=40):
+ITERATIONS, CHECKPOINT_EVERY, KILLED_AT = 10, 2, 5
+
+# ``train-tools`` that counts the steps it trains and, given TRAIN_TOOLS_KILL_AT = n, SIGKILLs
+# itself when asked for step n + 1's loss: steps 1..n are trained and the last checkpoint is
+# of step n rounded down to --checkpoint-every, however fast the machine is.
+COUNTED_TRAIN_TOOLS = """
+import atexit, os, signal, sys
+from toolchain_restore.cli import main
+from toolchain_restore.tools.training import ToolTrainingTask
+
+loss, calls, kill_at = ToolTrainingTask.loss, [], int(os.environ.get("TRAIN_TOOLS_KILL_AT", -1))
+atexit.register(lambda: print(f"trained steps: {len(calls)}"))
+
+def counted_loss(self, model, batch, device):
+    if len(calls) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    calls.append(None)
+    return loss(self, model, batch, device)
+
+ToolTrainingTask.loss = counted_loss
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def counted_train_tools(out_dir, kill_at=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if kill_at is not None:
+        env["TRAIN_TOOLS_KILL_AT"] = str(kill_at)
+    return subprocess.run([sys.executable, "-c", COUNTED_TRAIN_TOOLS, *train_tools_args(out_dir)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def train_tools_args(out_dir):
     return [
-        sys.executable, "-m", "toolchain_restore.cli", "train-tools", "--tools", "6", "--iterations", str(iterations),
-        "--batch-size", "2", "--patch-size", "24", "--eval-patches", "4", "--eval-every", "100", "--checkpoint-every", "2",
-        "--device", "cpu", "--progress", "false", "--prefetch", "1", "--out-dir", str(out_dir),
+        "train-tools", "--tools", "6", "--iterations", str(ITERATIONS), "--batch-size", "2", "--patch-size", "24",
+        "--eval-patches", "4", "--eval-every", "100", "--checkpoint-every", str(CHECKPOINT_EVERY), "--device", "cpu",
+        "--progress", "false", "--prefetch", "1", "--out-dir", str(out_dir),
     ]
 
 
 @pytest.mark.slow
 def test_killed_command_resumes_to_the_same_toolbox(tmp_path):
-    import signal
-    import time
-
     from toolchain_restore.tools import Toolbox
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(cli_train(tmp_path / "straight"), check=True, env=env, capture_output=True, timeout=300)
+    straight = subprocess.run([sys.executable, "-m", "toolchain_restore.cli", *train_tools_args(tmp_path / "straight")],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(cli_train(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = killed / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["step"] >= 4:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    reached = torch.load(checkpoint, weights_only=True)["step"]
-    assert 4 <= reached < 40, "the run was not killed half-way"
+    process = counted_train_tools(killed, kill_at=KILLED_AT)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
+    saved = KILLED_AT - KILLED_AT % CHECKPOINT_EVERY  # step 5 trained, lost with the process
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] == saved
     assert not (killed / "toolbox.safetensors").exists()
 
-    subprocess.run(cli_train(killed), check=True, env=env, capture_output=True, timeout=300)
+    resumed = counted_train_tools(killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"trained steps: {ITERATIONS - saved}\n" in resumed.stdout  # from the checkpoint, not from the start
     a = Toolbox.load(tmp_path / "straight" / "toolbox.safetensors").state_dict()
     b = Toolbox.load(killed / "toolbox.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

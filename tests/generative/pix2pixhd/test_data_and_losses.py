@@ -23,6 +23,7 @@ def tiny(data, **changes):
     return preset("cpu", data=str(data), label_count=7, num_d=2, **changes)
 
 
+@pytest.mark.slow
 def test_trains_on_a_folder_in_the_official_layout(folder, tmp_path):
     out = tmp_path / "run"
     metrics = train_pix2pixhd(tiny(folder), trainer_defaults(out_dir=str(out), iterations=2, eval_every=2,

@@ -29,6 +29,7 @@ def trained(tmp_path_factory):
     return out, first
 
 
+@pytest.mark.slow
 def test_staged_training_writes_both_stages_and_resumes(trained):
     out, first = trained
     assert first == 2
@@ -50,6 +51,7 @@ def _scalar_tags(run):
     return events.Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_encode_features_then_sample_several_outputs(trained, tmp_path):
     out, _ = trained
     clusters = tmp_path / "clusters.safetensors"
@@ -139,6 +141,7 @@ def test_shipped_model_samples_out_of_the_box(tmp_path, capsys):
     assert np.asarray(Image.open(tmp_path / "sample.png")).shape == (128, 4 * 256 + 3 * 4, 3)  # layout, 2 outputs, real
 
 
+@pytest.mark.slow
 def test_shipped_model_draws_layouts_the_segmenter_recognises():
     from toolchain_restore.generative.datasets import synthesis_set
     from toolchain_restore.generative.pix2pixhd.sampling import evaluate_synthesis, load_shipped

@@ -45,6 +45,7 @@ def _own_segment(sample, segs, q):
     return Segment(int(segs.labels[q]), (y0, x0, y1, x1), segs.masks[q], pixels, 0, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", [(4.0, 0.0), (0.0, -4.0), (3.0, 3.0)])
 def test_alignment_of_a_shifted_copy_recovers_the_shift(task, trained, shift):
     """A segment moved by ``shift`` frame pixels (x, y) in its own frame: the network's map
@@ -86,6 +87,7 @@ def test_the_box_fit_fallback_places_a_bank_segment_on_itself_and_refinement_rec
     assert float((theta[0, :, 2] - d).abs().max()) * size / 2 < 0.75
 
 
+@pytest.mark.slow
 def test_ordering_accuracy_on_held_out_pairs(task, trained):
     assert task.test_pairs is not None and len(task.test_pairs[0]) >= 30
     accuracy = ordering_accuracy(trained, task.test_pairs)

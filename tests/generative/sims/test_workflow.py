@@ -28,6 +28,7 @@ def trained(tmp_path_factory):
     return out, first
 
 
+@pytest.mark.slow
 def test_build_bank_train_resume_synthesize_round_trip(trained, tmp_path):
     out, first = trained
     assert first == 2 and torch.load(out / "run" / "checkpoint.pt", weights_only=True)["step"] == 4
