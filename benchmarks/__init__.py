@@ -169,14 +169,15 @@ def read_scalars(run_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]
 
 @contextmanager
 def timed_tool_inference():
-    """Adds up the seconds of ``Toolbox.apply`` called from the native vector env's ``step``
+    """Adds up the seconds of the tools' forward passes (``Toolbox.forward``, which the
+    toolchain core calls once per chosen tool) inside the native vector env's ``step``
     (``spent["tools"]``) and of that ``step`` itself (``spent["env_step"]``), for as long as
     the context lasts."""
     from toolchain_restore.envs.vector import ToolchainRestoreVectorEnv
     from toolchain_restore.tools import Toolbox
 
     spent = {"tools": 0.0, "env_step": 0.0}
-    apply, step = Toolbox.apply, ToolchainRestoreVectorEnv.step
+    apply, step = Toolbox.forward, ToolchainRestoreVectorEnv.step
     inside = [False]
 
     def timed_apply(self, *args, **kwargs):
@@ -197,11 +198,11 @@ def timed_tool_inference():
             inside[0] = False
             spent["env_step"] += time.perf_counter() - start
 
-    Toolbox.apply, ToolchainRestoreVectorEnv.step = timed_apply, timed_step
+    Toolbox.forward, ToolchainRestoreVectorEnv.step = timed_apply, timed_step
     try:
         yield spent
     finally:
-        Toolbox.apply, ToolchainRestoreVectorEnv.step = apply, step
+        Toolbox.forward, ToolchainRestoreVectorEnv.step = apply, step
 
 
 def print_section(section: Section) -> None:

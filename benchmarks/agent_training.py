@@ -10,7 +10,7 @@ and bf16 (``DQNSettings.precision``: the Q-network and the tools), the two inter
 run by run, the same seeds. Steps per second and the shares of acting, environment and
 learning come from the run's own TensorBoard scalars (``charts/steps_per_second``,
 ``perf/*_share``, logged by the trainer over the whole run); tool inference is timed
-around ``Toolbox.apply`` inside the vector env's step. Each figure is the median over
+around the tools' forward passes inside the vector env's step. Each figure is the median over
 repeated runs. Target of the benchmarks issue, where the machine has native bf16: bf16 at
 least 1.8x the steps per second of fp32. Where bf16 is emulated (about 16x slower than
 float32 here on an AVX2 CPU: a quick run would take minutes), the bf16 runs are skipped

@@ -8,7 +8,7 @@ envs (``precision="fp32"``), what a user would otherwise run.
 Random actions. Every figure is the median over ``repeats`` timed windows of each env
 type, the types interleaved so they see the same machine load; a ratio compares two
 medians of the same run. "outside tools" is the share of the native env's step time not
-spent in tool inference (``Toolbox.apply`` inside its step, timed around the call).
+spent in tool inference (the tools' forward passes inside its step, timed around each call).
 AsyncVectorEnv runs one process per env, each with one torch thread (the setting a user
 would choose: N processes with the default thread count oversubscribe the cores).
 The native, Sync and Async envs run at precision "auto" (the report says what it resolved

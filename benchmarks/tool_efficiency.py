@@ -5,7 +5,7 @@ images.
 
     python -m benchmarks.tool_efficiency [--quick] [--device cpu]
 
-The toolbox runs ``Toolbox.apply`` with one random tool per image (each tool once on its
+The toolbox runs ``Toolbox.apply_tools`` with one random tool per image (each tool once on its
 rows, as the vector env does), once at precision fp32 and once at bf16 (the same weights,
 ``Toolbox.with_precision``). The ceiling convolution runs in float32, under bf16 autocast
 (what the toolbox's bf16 does) and, as a third reference, with bf16 weights and inputs (no
@@ -132,7 +132,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
     start = time.perf_counter()
     raw = {str(batch): measure(batch, p["seconds"], p["repeats"], device) for batch in p["batch"]}
     c = f"{CEILING_CHANNELS}-channel 3x3 conv"
-    text = (f"`Toolbox.apply` on 63x63 images, one random tool per image (each tool runs once on its rows), at precision "
+    text = (f"`Toolbox.apply_tools` on 63x63 images, one random tool per image (each tool runs once on its rows), at precision "
             f"fp32 and bf16, against a {c} on as many 63x63 images in float32, under bf16 autocast and with bf16 "
             f"weights and inputs; G multiply-adds/s, median of {p['repeats']} windows of {p['seconds']} s each, the "
             f"five interleaved. fp32 efficiency = toolbox fp32 / conv fp32; bf16 efficiency = toolbox bf16 / conv bf16 "
