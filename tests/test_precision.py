@@ -129,7 +129,7 @@ def test_states_and_rewards_stay_float32_in_bf16(one_thread):
     env = gym.make_vec("ToolchainRestore-v0", num_envs=2, vectorization_mode="vector_entry_point", precision="bf16")
     env.reset(seed=0)
     _, reward, _, _, _ = env.step(np.array([5, 9]))
-    assert env.unwrapped._state.dtype == torch.float32
+    assert env.unwrapped._batch.state.dtype == torch.float32
     assert reward.dtype in (np.float32, np.float64)
     env.close()
 
