@@ -7,6 +7,10 @@ from toolchain_restore.agents.network import RecurrentQNetwork
 from toolchain_restore.agents.policy import RecurrentQPolicy
 from toolchain_restore.agents.replay import Episode, EpisodeReplay
 
+# Tiny tensors: on 2 busy cores two torch threads mostly wait on each other (one test here
+# took 90 CPU seconds with two and 3 with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def episode(actions, size=8):
     t = len(actions)

@@ -14,6 +14,10 @@ from toolchain_restore.classification import (DISTORTION_CLASSES, Classification
 from toolchain_restore.nn import DecoupledConv2d
 from toolchain_restore.training import Trainer, TrainerSettings
 
+# Tiny tensors: on 2 busy cores two torch threads mostly wait on each other (one test here
+# took 90 CPU seconds with two and 3 with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_distortion_patches_are_seeded_labelled_and_degraded():
     a = distortion_patches(24, "test", np.random.default_rng(1), patch_size=20)

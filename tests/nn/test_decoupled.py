@@ -10,6 +10,10 @@ from torch import nn
 
 from toolchain_restore.nn import ANGULARS, BOUNDED, MAGNITUDES, DecoupledConv2d, conv2d, parse_conv_kind
 
+# Tiny tensors: on 2 busy cores two torch threads mostly wait on each other (one test here
+# took 90 CPU seconds with two and 3 with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EPS = 1e-4
 
 

@@ -9,6 +9,10 @@ from toolchain_restore.agents.policy import RecurrentQPolicy
 from toolchain_restore.nn import DecoupledConv2d
 from toolchain_restore.tools import Toolbox
 
+# Tiny tensors: on 2 busy cores two torch threads mostly wait on each other (one test here
+# took 90 CPU seconds with two and 3 with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def decoupled_layers(module):
     return [m for m in module.modules() if isinstance(m, DecoupledConv2d)]

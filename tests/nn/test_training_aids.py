@@ -1,11 +1,16 @@
 """DCNet's training aids: filter projection and the orthogonality penalty, alone and as
 options of the generic trainer."""
 
+import pytest
 import torch
 from torch import nn
 
 from toolchain_restore.nn import DecoupledConv2d, orthogonality_penalty, project_filters
 from toolchain_restore.training import Trainer, TrainerSettings
+
+# Tiny tensors: on 2 busy cores two torch threads mostly wait on each other (one test here
+# took 90 CPU seconds with two and 3 with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def filter_norms(layer: nn.Conv2d) -> torch.Tensor:

@@ -12,6 +12,10 @@ from toolchain_restore.generative.sims.losses import alignment_loss
 from toolchain_restore.generative.sims.sampling import align_candidates
 from toolchain_restore.generative.sims.training import ordering_accuracy
 
+# Tiny tensors: on 2 busy cores two torch threads mostly wait on each other (one test here
+# took 90 CPU seconds with two and 3 with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def task():
