@@ -20,19 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from .agents import load_agent
-from .config import AgentSelection, CleanImages, RunSettings, ToolchainSettings, settings_markdown
+from .config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
 from .data import image_set
 from .data.corpus import AUTO_DATA, held_out_data
 from .degrade import degrade
 from .envs.figures import ChainTrace, chain_text, toolchain_figure
 from .evaluation.protocol import MethodResult, evaluate
 from .evaluation.report import markdown_report, plot_report
-from .evaluation.run import EvaluationSettings, build_methods
+from .evaluation.run import EvaluationSettings, build_methods, open_report_writer
 from .envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from .metrics import psnr
 from .restore import restore
 from .tools import load_toolbox
-from .runtime import precision_summary, resolve_device
+from .runtime import resolve_device
 
 __all__ = ["DemoSettings", "DemoRow", "DemoReport", "run_demo"]
 
@@ -134,8 +134,6 @@ def _whole_image_tables(rows: list[DemoRow], levels: list[str]) -> str:
 def run_demo(settings: DemoSettings) -> DemoReport:
     """Run the demo; print the tables and write ``results.md``, ``toolchains.png``,
     ``chart.png``, ``results.json`` and TensorBoard logs to ``out_dir``."""
-    from torch.utils.tensorboard import SummaryWriter
-
     data, held_out = held_out_data(settings.data)
     s = replace(settings, data=data)
     start = time.perf_counter()
@@ -143,11 +141,7 @@ def run_demo(settings: DemoSettings) -> DemoReport:
     toolbox = load_toolbox(s.toolbox, device, s.precision)
     agent = load_agent(s.agent, device, precision=s.precision)
     out_dir = Path(s.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(out_dir))
-    writer.add_text("settings", settings_markdown(s), 0)
-    precision = precision_summary(s.precision, device)
-    writer.add_text("precision", precision, 0)
+    writer, precision = open_report_writer(s, device)
 
     sections = [f"Held-out set: {held_out}."]
     patch_results: list[MethodResult] = []

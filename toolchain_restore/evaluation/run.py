@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -129,11 +130,23 @@ def test_sets_for(s: EvaluationSettings) -> list[HeldOutSet]:
     return [held_out_set(level, s.patches, s.data, s.seed, split=s.split) for level in s.levels]
 
 
+def open_report_writer(s: RunSettings, device: torch.device) -> tuple[Any, str]:
+    """A TensorBoard writer in ``s.out_dir`` (created) that holds the settings and what the
+    precision resolved to, and that precision's one-line summary: what evaluate and the
+    demo record before they measure."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    Path(s.out_dir).mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(s.out_dir))
+    writer.add_text("settings", settings_markdown(s), 0)
+    precision = precision_summary(s.precision, device)
+    writer.add_text("precision", precision, 0)
+    return writer, precision
+
+
 def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     """Evaluate, then write ``report.md``, ``chart.png``, ``results.json`` and TensorBoard
     scalars to ``out_dir``."""
-    from torch.utils.tensorboard import SummaryWriter
-
     data, held_out = held_out_data(s.data)
     s = replace(s, data=data)
     if s.pairs is not None:
@@ -146,11 +159,7 @@ def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     sets = [HeldOutSet(t.name, t.L.to(device), t.H.to(device)) for t in test_sets_for(s)]
     methods = build_methods(s, toolbox, device)
     out = Path(s.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(out))
-    writer.add_text("settings", settings_markdown(s), 0)
-    precision = precision_summary(s.precision, device)
-    writer.add_text("precision", precision, 0)
+    writer, precision = open_report_writer(s, device)
     results = evaluate(methods, sets, s.max_steps, writer)
     writer.close()
     report = markdown_report(results)
