@@ -143,17 +143,25 @@ def field_docs(cls: type) -> dict[str, str]:
     base classes' for the fields it inherits)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if klass is object:
-            continue
-        try:
-            tree = ast.parse(inspect.getsource(klass))
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                    docs[node.target.id] = str(nxt.value.value)
+        if klass is not object:
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+@functools.lru_cache(maxsize=None)
+def _own_field_docs(klass: type) -> dict[str, str]:
+    # Reading and parsing a class's source is most of the time of building the parser; a
+    # class's source does not change while the process runs.
+    try:
+        tree = ast.parse(inspect.getsource(klass))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
     return docs
 
 
