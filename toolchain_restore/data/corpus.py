@@ -693,16 +693,15 @@ def built_corpus() -> Path | None:
     return None
 
 
-def held_out_data(data: str | os.PathLike | None) -> tuple[str | None, str]:
-    """``data`` as the held-out sets read it (``'auto'`` resolved) and a label naming the set."""
+def held_out_data(data: str | os.PathLike | None, split: str = "test") -> tuple[str | None, str]:
+    """``data`` as the held-out sets read it (``'auto'`` resolved) and a label naming its ``split``."""
     if data == AUTO_DATA:
         corpus = built_corpus()
         if corpus is None:
-            return None, ("the embedded default's test split (scikit-image pictures; the photo corpus is not built: "
-                          "`make corpus`)")
-        photos = sum(1 for p in (corpus / "test").iterdir() if not p.name.startswith("."))
-        return str(corpus), f"the photo corpus's test split ({corpus}/test, {photos} photographs)"
+            return None, (f"the embedded default's {split} split (scikit-image pictures; the photo corpus is not "
+                          "built: `make corpus`)")
+        photos = sum(1 for p in (corpus / split).iterdir() if not p.name.startswith("."))
+        return str(corpus), f"the photo corpus's {split} split ({corpus}/{split}, {photos} photographs)"
     if data is None:
-        return None, "the embedded default's test split (scikit-image pictures)"
-    return str(data), f"the test split of {data}"
-
+        return None, f"the embedded default's {split} split (scikit-image pictures)"
+    return str(data), f"the {split} split of {data}"

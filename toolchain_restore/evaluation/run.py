@@ -147,12 +147,10 @@ def open_report_writer(s: RunSettings, device: torch.device) -> tuple[Any, str]:
 def run_evaluation(s: EvaluationSettings) -> list[MethodResult]:
     """Evaluate, then write ``report.md``, ``chart.png``, ``results.json`` and TensorBoard
     scalars to ``out_dir``."""
-    data, held_out = held_out_data(s.data)
+    data, held_out = held_out_data(s.data, s.split)
     s = replace(s, data=data)
     if s.pairs is not None:
         held_out = f"the pairs in {s.pairs}"
-    elif s.split != "test":
-        held_out = held_out.replace("test split", f"{s.split} split")
     device = resolve_device(s.device)
     toolbox = load_toolbox(s.toolbox, device, s.precision)
     start = time.perf_counter()
