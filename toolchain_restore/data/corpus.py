@@ -294,7 +294,8 @@ def fetch_package(package: Package, cache: str | os.PathLike, offline: bool = Fa
         if offline:
             raise CorpusError(f"package {package.spec} is not in the cache {cache} (and fetching is off)")
         cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
+        # absolute, because the download runs with the temporary folder as its working directory
+        with tempfile.TemporaryDirectory(dir=cache.resolve(), prefix=".fetch-") as tmp:
             command = _fetch_command(package, Path(tmp))
             try:
                 done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=1800)
