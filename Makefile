@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: corpus-tools demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -38,6 +38,23 @@ CORPUS_TOOLS_A := 1 2 3 4 5 7
 CORPUS_TOOLS_B := 6 8 9 10 11 12
 CORPUS_TOOL_FLAGS := --data $(CORPUS)/dev --augment true --iterations 15000 --batch-size 16 --lr 5e-4 --warmup 200 \
 	--lr-min 1e-5 --schedule cosine --eval-every 1000 --eval-patches 128 --checkpoint-every 200 --progress false
+# Machines here keep nothing outside the repository between sessions, and the corpus runs take
+# many sessions of both cores, so their run folders (checkpoint with optimiser and random state,
+# settings, TensorBoard events, weights) travel in carry/runs.tar. `make carry-save` packs the
+# run folders named in CARRY_RUNS that exist; `make carry-restore` unpacks them without replacing
+# newer files; rerunning the target then resumes each run from its checkpoint.
+CARRY_RUNS := corpus_tools_a corpus_tools_b corpus_tools corpus_dncnn corpus_vdsr corpus_agent corpus_joint
+carry-save:
+	mkdir -p carry
+	cd runs && tar --sort=name --owner=0 --group=0 -cf ../carry/runs.tar.tmp \
+		$$(for r in $(CARRY_RUNS); do [ -d $$r ] && echo $$r $$( [ -f $$r.log ] && echo $$r.log ); done)
+	mv carry/runs.tar.tmp carry/runs.tar
+	tar -tvf carry/runs.tar
+
+carry-restore:
+	mkdir -p runs
+	[ ! -f carry/runs.tar ] || tar -xf carry/runs.tar -C runs --keep-newer-files
+
 corpus-tools: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-tools --tools $(CORPUS_TOOLS_A) $(CORPUS_TOOL_FLAGS) \
 		--out-dir runs/corpus_tools_a > runs/corpus_tools_a.log 2>&1 & \
