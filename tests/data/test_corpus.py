@@ -317,14 +317,16 @@ def test_package_that_cannot_be_fetched_is_one_error_line(tmp_path, capsys, monk
         C.build_corpus(tmp_path / "out", manifest=manifest, cache=cache, offline=True)
 
 
-def test_fetch_downloads_into_the_cache_once(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute cache", "relative cache"])
+def test_fetch_downloads_into_the_cache_once(tmp_path, monkeypatch, relative):
+    monkeypatch.chdir(tmp_path)
+    cache = Path("cache") if relative else tmp_path / "cache"
     wheel_bytes = write_wheel(tmp_path / "src.whl", {"x/y.png": b"y"}).read_bytes()
     calls = []
 
-    def fake_run(command, cwd=None, **kw):  # what pip download does: a wheel in --dest
+    def fake_run(command, cwd=None, **kw):  # what pip download does: a wheel in --dest, read from its cwd
         calls.append(command)
-        dest = Path(command[command.index("--dest") + 1])
+        dest = Path(cwd or ".") / command[command.index("--dest") + 1]
         (dest / "tiny_data-2.0-py3-none-any.whl").write_bytes(wheel_bytes)
         return subprocess.CompletedProcess(command, 0, "Saved", "")
 
