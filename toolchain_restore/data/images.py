@@ -120,14 +120,26 @@ class ImageSet:
     """A list of image files read on demand, with a small cache of decoded images.
 
     Memory stays bounded however many files there are: at most ``cache_bytes`` of
-    decoded images are kept. Unreadable files are reported by name (a warning) and
-    skipped from then on.
+    decoded images are kept. Every file's header and size are checked when the set is
+    made (:func:`~toolchain_restore.data.screening.usable_images`): a bad file is named in
+    one warning and left out of ``paths`` (it is in ``rejected``). A file that passes but
+    cannot be decoded later is named in a warning and skipped from then on.
+
+    Raises:
+        ValueError: no paths.
+        ImageReadError: no path is a usable image file.
     """
 
     def __init__(self, paths: Sequence[Path], name: str, cache_bytes: int = 512 * 2**20) -> None:
+        from .screening import usable_images  # it reports with this module's ImageReadError
+
         if not paths:
             raise ValueError(f"{name}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
-        self.paths = list(paths)
+        given = [Path(p) for p in paths]
+        self.paths = usable_images(given, name)
+        kept = set(self.paths)
+        self.rejected = [p for p in given if p not in kept]
+        """The files left out when the set was made (each named in a warning)."""
         self.name = name
         self._cache = ImageCache(cache_bytes)
         self.unreadable: set[int] = set()
@@ -150,8 +162,9 @@ class ImageSet:
         except (ImageReadError, FileNotFoundError) as err:
             self.unreadable.add(index)
             if len(self.unreadable) == len(self.paths):
-                raise ValueError(f"{self.name}: none of its {len(self.paths)} images is readable") from err
-            warnings.warn(f"skipping unreadable image {err}", stacklevel=2)
+                raise ImageReadError(f"{self.name}: none of its {len(self.paths)} images is readable (the last: "
+                                     f"{err})") from err
+            warnings.warn(f"{self.name}: skipping unreadable image {err}", stacklevel=2)
             return None
         self._cache.put(index, image)
         return image
