@@ -177,7 +177,8 @@ def cifar100_batches(root: str | os.PathLike, split: str) -> ClassificationData:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     missing = [n for n in CIFAR100_FILES if not (root / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{root}: missing CIFAR-100 python files {missing} (expected {', '.join(CIFAR100_FILES)})")
+        raise FileNotFoundError(f"{root}: missing CIFAR-100 python files {missing} (expected "
+                                f"{', '.join(CIFAR100_FILES)})")
     meta = _unpickle(root / "meta", "CIFAR-100 meta file")
     names = meta.get(b"fine_label_names")
     if not isinstance(names, list) or not names:

@@ -13,7 +13,8 @@ from torch import nn
 
 from ..serialization import load_model, save_weights
 from ..training import Trainer, TrainerSettings, step_rng
-from .data import ClassificationData, cifar10_batches, cifar100_batches, cifar_folder, distortion_patches, folder_of_classes
+from .data import (ClassificationData, cifar10_batches, cifar100_batches, cifar_folder, distortion_patches,
+                   folder_of_classes)
 from .network import Classifier
 
 __all__ = ["ClassificationSettings", "ClassificationTask", "load_data", "train_classifier", "save_classifier",
