@@ -27,6 +27,7 @@ __all__ = [
     "embedded_images",
     "EMBEDDED_SPLIT",
     "image_set",
+    "split_by_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,18 +103,25 @@ DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "test": "DIV2K_valid_HR"}
 FLAT_TEST_EVERY = 10
 
 
-def _flat_split(paths: list[Path], root: Path) -> dict[str, list[Path]]:
-    def is_test(p: Path) -> bool:
-        digest = hashlib.sha1(p.relative_to(root).as_posix().encode()).digest()
-        return digest[0] % FLAT_TEST_EVERY == 0
+def split_by_name(names: Sequence[str]) -> dict[str, list[str]]:
+    """``names`` (file paths, video names, ...) split into 'train' and 'test' by a hash of
+    each name, one in :data:`FLAT_TEST_EVERY` to test, so a name's split never depends on
+    the others; with two or more names neither split is left empty."""
+    def is_test(name: str) -> bool:
+        return hashlib.sha1(name.encode()).digest()[0] % FLAT_TEST_EVERY == 0
 
-    test = [p for p in paths if is_test(p)]
-    train = [p for p in paths if not is_test(p)]
-    if len(paths) >= 2 and not test:
+    test = [n for n in names if is_test(n)]
+    train = [n for n in names if not is_test(n)]
+    if len(names) >= 2 and not test:
         test, train = train[-1:], train[:-1]
-    if len(paths) >= 2 and not train:
+    if len(names) >= 2 and not train:
         train, test = test[:1], test[1:]
     return {"train": train, "test": test}
+
+
+def _flat_split(paths: list[Path], root: Path) -> dict[str, list[Path]]:
+    by_name = {p.relative_to(root).as_posix(): p for p in paths}
+    return {split: [by_name[n] for n in names] for split, names in split_by_name(list(by_name)).items()}
 
 
 class ImageSet:
