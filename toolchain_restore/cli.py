@@ -420,7 +420,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("train-baseline", "train a DnCNN or VDSR baseline on the agent's moderate training patches",
             _train_baseline, (CNNBaselineSettings, TrainerSettings, BaselineOutput), {"out_dir": None}),
     Command("train-classifier", "train the DCNet classifier (plain or decoupled convolutions, --conv) on distortion "
-                                "bands, a folder of class subfolders or CIFAR-10", _train_classifier,
+                                "bands, a folder of class subfolders, CIFAR-10 or CIFAR-100", _train_classifier,
             (ClassificationSettings, TrainerSettings, TrainClassifierOptions),
             {"out_dir": "runs/classifier", "filter_projection_every": 100, "orthogonality_weight": 1e-5,
              "schedule": "constant"}),

@@ -148,3 +148,104 @@ def test_train_classifier_command_trains_resumes_and_writes_weights(tmp_path, ca
     model, config = load_classifier(tmp_path / "classifier.safetensors")
     assert config["iterations"] == 20 and config["conv"] == "tanh_cos" and len(config["classes"]) == 12
     assert isinstance(model.features[0], DecoupledConv2d)
+
+
+def write_fake_cifar100(root, per_split=(6, 4), classes=100):
+    """A tiny CIFAR-100 in its exact python layout: cifar-100-python/{train,test,meta},
+    pickled dicts with bytes keys, channel-major rows, fine and coarse labels."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for name, count in zip(("train", "test"), per_split):
+        fine = [int(v) for v in rng.integers(0, classes, count)]
+        batch = {b"filenames": [f"img_{i}.png".encode() for i in range(count)], b"batch_label": name.encode(),
+                 b"fine_labels": fine, b"coarse_labels": [v // 5 for v in fine],
+                 b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8)}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    meta = {b"fine_label_names": [f"class_{k:02d}".encode() for k in range(classes)],
+            b"coarse_label_names": [f"super_{k:02d}".encode() for k in range(classes // 5)]}
+    with open(folder / "meta", "wb") as f:
+        pickle.dump(meta, f)
+    return folder
+
+
+def test_cifar100_python_layout_reads_fine_labels_and_their_names(tmp_path):
+    from toolchain_restore.classification import cifar100_batches, cifar_folder
+
+    folder = write_fake_cifar100(tmp_path)
+    assert cifar_folder(tmp_path) == ("cifar100", folder) and cifar_folder(folder) == ("cifar100", folder)
+    test = cifar100_batches(folder, "test")
+    raw = pickle.load(open(folder / "test", "rb"))
+    assert test.images.shape == (4, 3, 32, 32) and len(test.classes) == 100 and test.classes[7] == "class_07"
+    assert test.labels.tolist() == raw[b"fine_labels"]
+    assert torch.allclose(test.images[0, 2].flatten(), torch.tensor(raw[b"data"][0][2048:] / 255.0, dtype=torch.float32))
+    # Both the folder as downloaded and the folder above it are accepted as data.
+    for data in (tmp_path, folder):
+        train, held_out = load_data(ClassificationSettings(data=str(data)))
+        assert len(train) == 6 and len(held_out) == 4 and train.classes == test.classes
+
+
+def test_damaged_cifar100_files_are_named(tmp_path):
+    from toolchain_restore.classification import cifar100_batches
+
+    folder = write_fake_cifar100(tmp_path)
+    (folder / "train").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=r"cifar-100-python/train: not a CIFAR-100 python batch"):
+        cifar100_batches(folder, "train")
+    with open(folder / "test", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, f)  # CIFAR-10's key
+    with pytest.raises(ValueError, match=r"test: a CIFAR-100 python batch holds b'data' and b'fine_labels'"):
+        cifar100_batches(folder, "test")
+    (folder / "meta").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing CIFAR-100 python files \['meta'\]"):
+        cifar100_batches(folder, "test")
+
+
+def test_folder_of_classes_names_and_skips_bad_files(tmp_path):
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 50 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "cats" / "1.png").write_bytes((tmp_path / "cats" / "1.png").read_bytes()[:-12])  # IEND cut off
+    with pytest.warns(UserWarning, match=r"skipping .*cats/1\.png: truncated"):
+        data = folder_of_classes(tmp_path, size=8)
+    assert data.labels.tolist() == [0, 0, 1, 1, 1]
+    for i in range(3):
+        (tmp_path / "dogs" / f"{i}.png").write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"dogs: none of its 3 image files is usable"):
+        folder_of_classes(tmp_path, size=8)
+
+
+def test_the_operator_radius_is_a_setting_fixed_or_learned(tmp_path):
+    from toolchain_restore.classification import load_classifier, save_classifier
+
+    model = Classifier(3, conv="tanh_cos", width=4, radius=2.5, learnable_radius=True)
+    layers = [m for m in model.modules() if isinstance(m, DecoupledConv2d)]
+    assert all(m.learnable_radius and m.radius == 2.5 for m in layers)
+    assert all(any(p is m.radius_root for p in model.parameters()) for m in layers)
+    model(torch.rand(2, 3, 16, 16)).sum().backward()
+    assert all(m.radius_root.grad is not None and m.radius_root.grad.abs().sum() > 0 for m in layers)
+    model.eval()
+    save_classifier(model, tmp_path / "c.safetensors", ("a", "b", "c"))
+    loaded, config = load_classifier(tmp_path / "c.safetensors")
+    assert config["learnable_radius"] is True and config["radius"] == 2.5
+    x = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(ValueError, match="shapes only the decoupled ball, tanh, seg magnitudes; --conv sphere_cos"):
+        Classifier(3, conv="sphere_cos", learnable_radius=True)
+    with pytest.raises(ValueError, match="--conv plain has no use for it"):
+        Classifier(3, conv="plain", radius=2.0)
+
+
+def test_the_radius_options_reach_the_classifier_from_the_command_line():
+    from toolchain_restore.classification import ClassificationTask
+    from toolchain_restore.cli import COMMANDS, build_parser
+
+    args = build_parser().parse_args(["train-classifier", "--conv", "ball_cos", "--radius", "0.5",
+                                      "--learnable-radius", "true", "--train-patches", "8", "--test-patches", "4"])
+    command = next(c for c in COMMANDS if c.name == "train-classifier")
+    settings = command.settings_from(args)[0]
+    assert settings.radius == 0.5 and settings.learnable_radius is True
+    layer = next(m for m in ClassificationTask(settings).model.modules() if isinstance(m, DecoupledConv2d))
+    assert layer.radius == 0.5 and layer.learnable_radius

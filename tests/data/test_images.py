@@ -232,33 +232,66 @@ def split_holding(root, name):
     raise AssertionError(f"{name} is in no split")
 
 
-def test_unreadable_file_is_reported_and_skipped(tmp_path):
+def test_a_bad_file_is_named_once_when_the_folder_is_opened_and_left_out(tmp_path):
     root = tmp_path / "flat"
     make_flat_folder(root, 30)
     (root / "broken_image.png").write_bytes(b"\x89PNG broken")
-    images, bad_index = split_holding(root, "broken_image.png")
-    assert len(images) >= 2
-    with pytest.warns(UserWarning, match="broken_image.png"):
-        assert images.get(bad_index) is None
-    # From then on it is skipped silently.
+    with pytest.warns(UserWarning, match="skipping .*broken_image.png") as caught:
+        sets = [image_set(root, split) for split in ("train", "test")]
+    assert sum("broken_image.png" in str(w.message) for w in caught) == 1
+    assert all("broken_image.png" not in [p.name for p in s.paths] for s in sets)
+    assert [p.name for s in sets for p in s.rejected] == ["broken_image.png"]
+    with warnings.catch_warnings():  # the rest decode without a word
+        warnings.simplefilter("error")
+        for s in sets:
+            for i in range(len(s)):
+                assert_rgb_uint8(s.get(i), (20, 20))
+
+
+def corrupt_pixel_data(path):
+    """Spoil the compressed pixels of a PNG while keeping its chunk structure (header
+    checks pass, decoding fails)."""
+    blob = bytearray(path.read_bytes())
+    start = blob.index(b"IDAT") + 4
+    blob[start : start + 40] = b"\x00" * 40
+    path.write_bytes(bytes(blob))
+    return path
+
+
+def test_a_file_that_passes_the_check_but_fails_to_decode_is_skipped_by_name(tmp_path):
+    paths = [write_rgb(tmp_path / f"{i}.png", 20, 20, seed=i) for i in range(3)]
+    corrupt_pixel_data(paths[1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert images.get(bad_index) is None
-        for i in range(len(images)):
-            if i != bad_index:
-                assert_rgb_uint8(images.get(i), (20, 20))
+        images = ImageSet(paths, "lazy")
+    assert len(images) == 3
+    with pytest.warns(UserWarning, match=r"lazy: skipping unreadable image .*1\.png"):
+        assert images.get(1) is None
+    with warnings.catch_warnings():  # from then on it is skipped silently
+        warnings.simplefilter("error")
+        assert images.get(1) is None
+        assert_rgb_uint8(images.get(2), (20, 20))
 
 
-def test_image_set_of_only_unreadable_files_raises(tmp_path):
+def test_image_set_of_only_unreadable_files_is_one_user_error(tmp_path):
     paths = []
     for i in range(2):
         path = tmp_path / f"bad{i}.png"
         path.write_bytes(b"junk")
         paths.append(path)
-    images = ImageSet(paths, "junk")
-    with pytest.warns(UserWarning, match="bad0.png"):
+    with pytest.warns(UserWarning) as caught, pytest.raises(ImageReadError) as err:
+        ImageSet(paths, "junk")
+    assert [w for w in caught if "bad0.png" in str(w.message)] and [w for w in caught if "bad1.png" in str(w.message)]
+    message = str(err.value)
+    assert "\n" not in message and "junk: none of its 2 image files is usable" in message
+
+
+def test_image_set_whose_files_all_fail_to_decode_later_is_one_user_error(tmp_path):
+    paths = [corrupt_pixel_data(write_rgb(tmp_path / f"{i}.png", 20, 20, seed=i)) for i in range(2)]
+    images = ImageSet(paths, "spoilt")
+    with pytest.warns(UserWarning, match="0.png"):
         assert images.get(0) is None
-    with pytest.raises(ValueError, match="none of its 2 images is readable"):
+    with pytest.raises(ImageReadError, match="spoilt: none of its 2 images is readable"):
         images.get(1)
 
 
@@ -452,8 +485,7 @@ def test_small_images_are_skipped_when_others_fit(tmp_path):
 
 
 def test_unreadable_images_are_skipped_by_the_sampler(tmp_path):
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not a png")
+    bad = corrupt_pixel_data(write_rgb(tmp_path / "bad.png", 70, 70))  # found only when decoded
     good = write_rgb(tmp_path / "good.png", 70, 70)
     sampler = PatchSampler(ImageSet([bad, good], "with-bad"), patch_size=63)
     rng = np.random.default_rng(2)

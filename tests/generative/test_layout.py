@@ -99,11 +99,22 @@ def test_sizes_that_differ_name_the_files(folder):
 
 
 @pytest.mark.parametrize("where", ["train_label", "train_inst", "train_img"])
-def test_an_unreadable_file_is_named(folder, where):
+def test_an_unreadable_file_is_named_when_the_folder_is_opened_and_its_sample_left_out(folder, where):
     (folder / where / "scene_00002.png").write_bytes(b"\x89PNG garbage, not an image")
-    data = LayoutFolder(folder, "train", CLASSES)
-    with pytest.raises(ValueError, match=rf"{where}/scene_00002\.png.*not a readable image"):
-        data[2]
+    with pytest.warns(UserWarning, match=rf"skipping .*{where}/scene_00002\.png: not an image file"):
+        data = LayoutFolder(folder, "train", CLASSES)
+    assert data.names == ["scene_00000", "scene_00001"]
+
+
+def test_a_folder_whose_every_sample_has_a_bad_file_is_one_user_error(folder):
+    from toolchain_restore.data import ImageReadError
+
+    for name in ("scene_00000", "scene_00001", "scene_00002"):
+        path = folder / "train_img" / f"{name}.png"
+        path.write_bytes(path.read_bytes()[:-12])  # IEND cut off
+    with pytest.warns(UserWarning, match="truncated"), pytest.raises(ImageReadError) as err:
+        LayoutFolder(folder, "train", CLASSES)
+    assert "no sample has all its files usable" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_colour_label_map_is_refused(folder):

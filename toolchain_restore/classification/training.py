@@ -13,7 +13,8 @@ from torch import nn
 
 from ..serialization import load_model, save_weights
 from ..training import Trainer, TrainerSettings, step_rng
-from .data import ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
+from .data import (ClassificationData, cifar10_batches, cifar100_batches, cifar_folder, distortion_patches,
+                   folder_of_classes)
 from .network import Classifier
 
 __all__ = ["ClassificationSettings", "ClassificationTask", "load_data", "train_classifier", "save_classifier",
@@ -30,11 +31,11 @@ class ClassificationSettings:
     """What the classifier trains on, and its shape."""
 
     data: str = "distortions"
-    """'distortions' (degraded patches labelled by band), a folder of class subfolders, or a CIFAR-10 python folder."""
+    """'distortions' (degraded patches labelled by band), a folder of class subfolders, or a CIFAR-10 / CIFAR-100 python folder (cifar-10-batches-py/, cifar-100-python/ or the folder holding them)."""
     images: str | None = None
     """For 'distortions': the folder of clean images (None = the embedded default; test patches from its test split)."""
     patch_size: int = 32
-    """Side of the distortion patches (folder images are resized to it; CIFAR-10 is 32)."""
+    """Side of the distortion patches (folder images are resized to it; CIFAR is 32)."""
     train_patches: int = 6000
     """Distortion patches made once, as the training set."""
     test_patches: int = 1200
@@ -43,6 +44,10 @@ class ClassificationSettings:
     """Images per step (per process under torchrun)."""
     conv: str = "plain"
     """The network's convolutions: 'plain' or DCNet decoupled, e.g. 'tanh_cos'."""
+    radius: float = 1.0
+    """Decoupled ball, tanh and seg operators: the operator radius rho (in units of the patch norm; learned: its start)."""
+    learnable_radius: bool = False
+    """Learn one radius per output channel, (r^2 + 1e-4) times a running mean of the patch norm (the official code's learnable operators)."""
     width: int = 16
     """Channels of the first stage (then 2x and 4x)."""
     data_seed: int = 0
@@ -56,8 +61,10 @@ def load_data(s: ClassificationSettings) -> tuple[ClassificationData, Classifica
         return (distortion_patches(s.train_patches, "train", rng, s.images, s.patch_size),
                 distortion_patches(s.test_patches, "test", rng, s.images, s.patch_size))
     root = Path(s.data)
-    if (root / "test_batch").is_file():
-        return cifar10_batches(root, "train"), cifar10_batches(root, "test")
+    cifar = cifar_folder(root)
+    if cifar is not None:
+        read = cifar10_batches if cifar[0] == "cifar10" else cifar100_batches
+        return read(cifar[1], "train"), read(cifar[1], "test")
     everything = folder_of_classes(root, s.patch_size)
     index = torch.arange(len(everything))
     # Within each class the images are in name order, so every fifth one is a spread sample.
@@ -78,7 +85,8 @@ class ClassificationTask:
         self.train, self.test = load_data(settings)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.model = Classifier(len(self.train.classes), settings.conv, settings.width)
+            self.model = Classifier(len(self.train.classes), settings.conv, settings.width, settings.radius,
+                                    settings.learnable_radius)
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.train.batch(step_rng(seed, step, rank), self.settings.batch_size)
@@ -102,9 +110,11 @@ class ClassificationTask:
 
 def save_classifier(model: Classifier, path: str | os.PathLike, classes: tuple[str, ...], **extra) -> None:
     """Write a classifier as safetensors; its config holds the class names, ``conv``,
-    ``width`` and whatever ``extra`` (training facts) is given."""
+    ``width``, the operator radius and whether it is learned, and whatever ``extra``
+    (training facts) is given."""
     save_weights(model, path, CLASSIFIER_KIND,
-                 {**extra, "classes": list(classes), "conv": model.conv, "width": model.width})
+                 {**extra, "classes": list(classes), "conv": model.conv, "width": model.width, "radius": model.radius,
+                  "learnable_radius": model.learnable_radius})
 
 
 def load_classifier(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Classifier, dict]:
@@ -113,8 +123,10 @@ def load_classifier(path: str | os.PathLike, map_location: str | torch.device = 
     Raises:
         WeightsError: missing or corrupt file, weights of another kind, or tensors that do not fit.
     """
+    # Files from before the radius settings hold a fixed radius of 1.
     model, config = load_model(path, CLASSIFIER_KIND,
-                               lambda c: Classifier(len(c["classes"]), c["conv"], c["width"]), "classifier")
+                               lambda c: Classifier(len(c["classes"]), c["conv"], c["width"], float(c.get("radius", 1.0)),
+                                                    bool(c.get("learnable_radius", False))), "classifier")
     return model.to(map_location).eval(), config
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "embedded_images",
     "EMBEDDED_SPLIT",
     "image_set",
+    "split_by_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,32 +103,51 @@ DIV2K_FOLDERS = {"train": "DIV2K_train_HR", "test": "DIV2K_valid_HR"}
 FLAT_TEST_EVERY = 10
 
 
-def _flat_split(paths: list[Path], root: Path) -> dict[str, list[Path]]:
-    def is_test(p: Path) -> bool:
-        digest = hashlib.sha1(p.relative_to(root).as_posix().encode()).digest()
-        return digest[0] % FLAT_TEST_EVERY == 0
+def split_by_name(names: Sequence[str]) -> dict[str, list[str]]:
+    """``names`` (file paths, video names, ...) split into 'train' and 'test' by a hash of
+    each name, one in :data:`FLAT_TEST_EVERY` to test, so a name's split never depends on
+    the others; with two or more names neither split is left empty."""
+    def is_test(name: str) -> bool:
+        return hashlib.sha1(name.encode()).digest()[0] % FLAT_TEST_EVERY == 0
 
-    test = [p for p in paths if is_test(p)]
-    train = [p for p in paths if not is_test(p)]
-    if len(paths) >= 2 and not test:
+    test = [n for n in names if is_test(n)]
+    train = [n for n in names if not is_test(n)]
+    if len(names) >= 2 and not test:
         test, train = train[-1:], train[:-1]
-    if len(paths) >= 2 and not train:
+    if len(names) >= 2 and not train:
         train, test = test[:1], test[1:]
     return {"train": train, "test": test}
+
+
+def _flat_split(paths: list[Path], root: Path) -> dict[str, list[Path]]:
+    by_name = {p.relative_to(root).as_posix(): p for p in paths}
+    return {split: [by_name[n] for n in names] for split, names in split_by_name(list(by_name)).items()}
 
 
 class ImageSet:
     """A list of image files read on demand, with a small cache of decoded images.
 
     Memory stays bounded however many files there are: at most ``cache_bytes`` of
-    decoded images are kept. Unreadable files are reported by name (a warning) and
-    skipped from then on.
+    decoded images are kept. Every file's header and size are checked when the set is
+    made (:func:`~toolchain_restore.data.screening.usable_images`): a bad file is named in
+    one warning and left out of ``paths`` (it is in ``rejected``). A file that passes but
+    cannot be decoded later is named in a warning and skipped from then on.
+
+    Raises:
+        ValueError: no paths.
+        ImageReadError: no path is a usable image file.
     """
 
     def __init__(self, paths: Sequence[Path], name: str, cache_bytes: int = 512 * 2**20) -> None:
+        from .screening import usable_images  # it reports with this module's ImageReadError
+
         if not paths:
             raise ValueError(f"{name}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
-        self.paths = list(paths)
+        given = [Path(p) for p in paths]
+        self.paths = usable_images(given, name)
+        kept = set(self.paths)
+        self.rejected = [p for p in given if p not in kept]
+        """The files left out when the set was made (each named in a warning)."""
         self.name = name
         self._cache = ImageCache(cache_bytes)
         self.unreadable: set[int] = set()
@@ -150,8 +170,9 @@ class ImageSet:
         except (ImageReadError, FileNotFoundError) as err:
             self.unreadable.add(index)
             if len(self.unreadable) == len(self.paths):
-                raise ValueError(f"{self.name}: none of its {len(self.paths)} images is readable") from err
-            warnings.warn(f"skipping unreadable image {err}", stacklevel=2)
+                raise ImageReadError(f"{self.name}: none of its {len(self.paths)} images is readable (the last: "
+                                     f"{err})") from err
+            warnings.warn(f"{self.name}: skipping unreadable image {err}", stacklevel=2)
             return None
         self._cache.put(index, image)
         return image

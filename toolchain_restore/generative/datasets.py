@@ -1,18 +1,19 @@
 """Where the synthesis modules' (label, instance, image) triples come from: procedural
-scenes (the embedded default) or a folder in pix2pixHD's official layout; and the
-batches the trainer's tasks draw from them."""
+scenes (the embedded default) or a layout folder (pix2pixHD's official layout, Cityscapes
+as downloaded, ADE20K SceneParsing); and the batches the trainer's tasks draw from them."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LayoutSource", "SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "sample_batch",
-           "to_model_image", "from_model_image", "resize_maps"]
+__all__ = ["LayoutSource", "SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "folder_options",
+           "sample_batch", "to_model_image", "from_model_image", "resize_maps"]
 
 
 @dataclass
@@ -20,13 +21,19 @@ class LayoutSource:
     """Where layouts come from and at what size (the memory bank's source too)."""
 
     data: str = "procedural"
-    """'procedural' (the embedded scene generator) or a folder in pix2pixHD's official layout (train_label/, train_inst/, train_img/, test_*)."""
+    """'procedural' (the embedded scene generator) or a layout folder: pix2pixHD's (train_label/, train_inst/, train_img/, test_*), Cityscapes as downloaded (gtFine/, leftImg8bit/) or ADE20K SceneParsing (images/, annotations/)."""
     label_count: int | None = None
-    """Labels in the label maps (procedural: 7; Cityscapes ids: 35); values must lie below it."""
+    """Labels in the label maps (procedural: 7; a pix2pixHD-layout folder: required; Cityscapes and ADE20K: implied); values must lie below it."""
     height: int = 128
-    """Procedural scenes: height of the output (folders keep their images' size)."""
+    """Procedural scenes: height of the output (folders keep their images' size unless load_width is set)."""
     width: int = 256
     """Procedural scenes: width of the output."""
+    layout: Literal["auto", "pix2pixhd", "cityscapes", "ade20k"] = "auto"
+    """A folder's layout; auto tells them apart by their folders."""
+    cityscapes_labels: Literal["ids", "train_ids"] = "ids"
+    """Cityscapes: the 35 label ids (pix2pixHD's label_nc 35), or the 19 train ids with the ignore label 255 as a 20th value (label_count 20)."""
+    load_width: int | None = None
+    """Folders: scale every sample to this width (aspect kept), then crop its centre to the model's size multiple; None = use the files as stored (sizes must fit the model)."""
 
 
 @dataclass
@@ -71,44 +78,74 @@ class _ProceduralSet:
 
 
 class _FolderSet:
-    def __init__(self, root: str, split: str, label_count: int, pad_to: int) -> None:
+    """A layout folder's samples; one whose file fails to decode is named once and the next
+    readable sample stands in for it from then on."""
+
+    def __init__(self, root: str, split: str, label_count: int, pad_to: int, **options: Any) -> None:
         from .layout import LayoutFolder
 
         self.folder = LayoutFolder(root, phase=split, label_count=label_count, require_images=split == "train",
-                                   pad_to=pad_to)
+                                   pad_to=pad_to, **options)
+        self.unreadable: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.folder)
 
     def __getitem__(self, index: int) -> SynthesisSample:
-        s = self.folder[index]
-        # Without instance maps every labelled region is one instance: the label itself,
-        # which is what the official code feeds when --no_instance is off but no maps exist.
-        instance = s.instance if s.instance is not None else s.label
-        return SynthesisSample(s.name, s.label, instance, s.image)
+        from ..data.images import ImageReadError
+
+        for step in range(len(self.folder)):
+            k = (index + step) % len(self.folder)
+            if k in self.unreadable:
+                continue
+            try:
+                s = self.folder[k]
+            except ImageReadError as err:
+                self.unreadable.add(k)
+                warnings.warn(f"skipping sample {self.folder.names[k]!r}: {err}", stacklevel=2)
+                continue
+            # Without instance maps every labelled region is one instance: the label itself,
+            # which is what the official code feeds when --no_instance is off but no maps exist.
+            instance = s.instance if s.instance is not None else s.label
+            return SynthesisSample(s.name, s.label, instance, s.image)
+        raise ImageReadError(f"{self.folder.root} ({self.folder.phase}): none of its {len(self.folder)} samples can be "
+                             f"decoded (each is named in a warning above)")
 
 
-def label_count_of(data: str, label_count: int | None) -> int:
-    """The label count a data source needs: the procedural classes, or the user's for a folder."""
+def label_count_of(data: str, label_count: int | None, layout: str = "auto", cityscapes_labels: str = "ids") -> int:
+    """The label count a data source needs: the procedural classes, the one Cityscapes' or
+    ADE20K's labels imply, or the user's for a folder in pix2pixHD's layout."""
     if data == "procedural":
         from .scenes import SCENE_CLASSES
 
         if label_count not in (None, len(SCENE_CLASSES)):
             raise ValueError(f"procedural scenes have {len(SCENE_CLASSES)} labels, not {label_count}")
         return len(SCENE_CLASSES)
-    if label_count is None:
-        raise ValueError(f"give label_count for the folder {data} (Cityscapes label ids: 35)")
-    return label_count
+    from .folder_layouts import detect_layout, label_set
+
+    found = detect_layout(data) if layout == "auto" else layout
+    count = label_set(found, cityscapes_labels, label_count).label_count
+    if count is None:
+        raise ValueError(f"give label_count for the folder {data} in pix2pixHD's layout (Cityscapes label ids: 35)")
+    return count
+
+
+def folder_options(source: LayoutSource, multiple: int = 1) -> dict[str, Any]:
+    """The keywords of :func:`synthesis_set` that carry ``source``'s folder settings (layout,
+    Cityscapes labels, resizing), cropping to the model's size ``multiple`` when resizing."""
+    return {"layout": source.layout, "cityscapes_labels": source.cityscapes_labels, "load_width": source.load_width,
+            "crop_to": multiple if source.load_width is not None else 1}
 
 
 def synthesis_set(data: str, split: str, label_count: int, count: int = 0, height: int = 128, width: int = 256,
-                  pad_to: int = 1) -> _Indexable:
+                  pad_to: int = 1, **options: Any) -> _Indexable:
     """The samples of ``split`` ('train' or 'test'): ``count`` procedural scenes of
-    ``height`` x ``width`` when ``data`` is 'procedural', else the folder's (official
-    layout, sizes padded to multiples of ``pad_to``)."""
+    ``height`` x ``width`` when ``data`` is 'procedural', else the folder's (sizes padded
+    to multiples of ``pad_to``; ``options`` are :class:`~.layout.LayoutFolder`'s layout,
+    cityscapes_labels, load_width and crop_to, see :func:`folder_options`)."""
     if data == "procedural":
         return _ProceduralSet(split, count, height, width)
-    return _FolderSet(data, split, label_count, pad_to)
+    return _FolderSet(data, split, label_count, pad_to, **options)
 
 
 def to_model_image(image: np.ndarray) -> torch.Tensor:

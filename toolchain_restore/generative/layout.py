@@ -1,12 +1,16 @@
-"""Real data in pix2pixHD's official folder layout, checked file by file.
+"""Real data in a layout folder (pix2pixHD's official layout, Cityscapes as downloaded,
+ADE20K SceneParsing), checked file by file.
 
 The official code reads ``ROOT/{phase}_label/`` (integer label maps), ``ROOT/{phase}_inst/``
 (optional instance maps) and ``ROOT/{phase}_img/`` (photos), pairing files by sorted order
 and trusting every value. This reader pairs them by name instead (Cityscapes names are
-reduced to their common stem first), and turns the failures its users meet as crashes deep
-inside training into errors naming the file: a label value beyond the label count (a CUDA
-index error in the official code), sizes that differ, unpaired or unreadable files, and
-sizes the generator cannot downsample.
+reduced to their common stem first; :mod:`.folder_layouts` lists each layout), checks every
+file's header and size when the folder is opened (a bad file is named in a warning and its
+sample left out), and turns the failures its users meet as crashes deep inside training
+into errors naming the file: a label value beyond the label count (a CUDA index error in
+the official code), sizes that differ, unpaired files, and sizes the generator cannot
+downsample. It can resize samples to a width and crop them to the model's size multiple,
+so a folder need not be resized beforehand.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..data.images import ImageReadError, read_image
+from ..data.screening import usable_images
+from .folder_layouts import (CITYSCAPES_SUFFIXES, LABEL_EXTENSIONS, PHOTO_EXTENSIONS, LabelSet, LayoutFiles,
+                             label_set, layout_files, sample_key)
 from .scenes import Scene
 
 __all__ = [
@@ -31,64 +38,12 @@ __all__ = [
     "LayoutFolder",
     "pad_to_multiple",
     "check_divisible",
+    "resize_to_width",
+    "crop_to_multiple",
     "write_layout",
     "sample_key",
     "read_integer_map",
 ]
-
-LABEL_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
-"""Lossless formats accepted for label and instance maps (a JPEG would blur the integer values)."""
-PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg")
-"""Formats accepted for the photos."""
-CITYSCAPES_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_leftImg8bit")
-"""Endings of Cityscapes file stems that are dropped before pairing files."""
-MAX_LISTED = 5
-"""Names quoted in one error message; the rest are counted."""
-
-
-def sample_key(path: str | os.PathLike) -> str:
-    """The name a file is paired by: its stem without a Cityscapes suffix
-    (``aachen_000000_000019_gtFine_labelIds.png`` -> ``aachen_000000_000019``)."""
-    stem = Path(path).stem
-    for suffix in CITYSCAPES_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    return stem
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    return f"{shown} and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else shown
-
-
-def _index_folder(folder: Path, extensions: tuple[str, ...]) -> dict[str, Path]:
-    """Files of ``folder`` (not recursive) by pairing key; two files with one key are an error."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in extensions or path.name.startswith("."):
-            continue
-        key = sample_key(path)
-        if key in found:
-            raise ValueError(f"{folder}: {found[key].name} and {path.name} both stand for sample {key!r}; "
-                             f"keep one of them")
-        found[key] = path
-    return found
-
-
-def _check_pairing(labels: dict[str, Path], others: dict[str, Path], label_dir: Path, other_dir: Path,
-                   what: str) -> None:
-    lonely_labels = sorted(labels[k].name for k in set(labels) - set(others))
-    lonely_others = sorted(others[k].name for k in set(others) - set(labels))
-    problems = []
-    if lonely_labels:
-        problems.append(f"{len(lonely_labels)} label files in {label_dir} have no matching {what} in {other_dir}: "
-                        f"{_listing(lonely_labels)}")
-    if lonely_others:
-        problems.append(f"{len(lonely_others)} {what} files in {other_dir} have no matching label in {label_dir}: "
-                        f"{_listing(lonely_others)}")
-    if problems:
-        raise ValueError("; ".join(problems) + " (files are paired by name; Cityscapes suffixes "
-                         f"{', '.join(CITYSCAPES_SUFFIXES)} are ignored)")
 
 
 def read_integer_map(path: str | os.PathLike) -> np.ndarray:
@@ -154,6 +109,38 @@ def check_divisible(height: int, width: int, multiple: int, name: str) -> None:
     )
 
 
+def resize_to_width(array: np.ndarray, width: int, integer: bool) -> np.ndarray:
+    """``array`` (H x W maps or H x W x 3 uint8 photos) scaled to ``width`` pixels wide, its
+    height in proportion (rounded, at least 1): integer maps by their nearest pixel (no new
+    values appear), photos bicubic."""
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    h, w = array.shape[:2]
+    height = max(1, round(h * width / w))
+    if (height, width) == (h, w):
+        return array
+    if integer:
+        rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+        cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+        return array[rows[:, None], cols[None, :]]
+    return np.asarray(Image.fromarray(array).resize((width, height), Image.BICUBIC))
+
+
+def crop_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
+    """The centre of ``array`` whose height and width are the largest multiples of ``multiple``
+    that fit (a multiple of 1 keeps it whole).
+
+    Raises:
+        ValueError: a side shorter than ``multiple``.
+    """
+    h, w = array.shape[:2]
+    if h < multiple or w < multiple:
+        raise ValueError(f"a {h} x {w} sample is smaller than the size multiple {multiple}; give a larger width")
+    new_h, new_w = h - h % multiple, w - w % multiple
+    top, left = (h - new_h) // 2, (w - new_w) // 2
+    return array[top : top + new_h, left : left + new_w]
+
+
 @dataclass
 class LayoutSample:
     """One sample of a layout folder: its name, label map, instance map and photo."""
@@ -170,123 +157,154 @@ class LayoutSample:
     """(H, W) before padding, or None when the sample was not padded."""
 
 
-class LayoutFolder:
-    """The samples of one phase ('train', 'test', ...) of a folder in pix2pixHD's layout.
+def _screened(files: LayoutFiles) -> LayoutFiles:
+    """``files`` without the samples one of whose files fails the header check (each bad
+    file named in a warning).
 
-    Files are listed and paired when the folder is opened; each sample is read and checked
-    when it is asked for (``folder[i]``), so opening a large folder is quick and a bad file
-    is reported by name the moment it is used.
+    Raises:
+        ImageReadError: no sample has all its files usable.
+    """
+    maps = [m for m in (files.labels, files.instances, files.images) if m is not None]
+    everything = [path for m in maps for path in m.values()]
+    bad = set(everything) - set(usable_images(everything, files.where))
+    keep = [name for name in files.labels if not any(m[name] in bad for m in maps)]
+    if not keep:
+        raise ImageReadError(f"{files.where}: no sample has all its files usable (each bad file is named in a "
+                             f"warning above)")
+    pick = lambda m: None if m is None else {k: m[k] for k in keep}  # noqa: E731
+    return LayoutFiles(pick(files.labels), pick(files.instances), pick(files.images), files.where)
+
+
+class LayoutFolder:
+    """The samples of one phase ('train', 'test', ...) of a layout folder: pix2pixHD's
+    official layout, Cityscapes as downloaded or ADE20K SceneParsing (see
+    :mod:`~toolchain_restore.generative.folder_layouts`).
+
+    Files are listed, paired and their headers checked when the folder is opened (a sample
+    with a bad file is named in a warning and left out); each sample is decoded and checked
+    when it is asked for (``folder[i]``), so opening a large folder is quick and a bad label
+    value is reported by name the moment it is used.
     """
 
     def __init__(self, root: str | os.PathLike, phase: str = "train", label_count: int | None = None,
-                 require_images: bool = True, pad_to: int = 1) -> None:
+                 require_images: bool = True, pad_to: int = 1, layout: str = "auto", cityscapes_labels: str = "ids",
+                 load_width: int | None = None, crop_to: int = 1) -> None:
         """Args:
-            root: the folder holding ``{phase}_label/`` and ``{phase}_img/`` (and maybe ``{phase}_inst/``).
-            phase: the folder-name prefix, usually 'train' or 'test'.
-            label_count: how many label values the model knows (pix2pixHD's --label_nc); required.
+            root: the folder (pix2pixHD: holding ``{phase}_label/``, ``{phase}_img/``, maybe
+                ``{phase}_inst/``; Cityscapes: ``gtFine/``, ``leftImg8bit/``; ADE20K: ``images/``, ``annotations/``).
+            phase: 'train' or 'test' (Cityscapes' val, ADE20K's validation), or a pix2pixHD folder prefix.
+            label_count: how many label values the model knows (pix2pixHD's --label_nc); required
+                for pix2pixHD's layout, implied by Cityscapes' and ADE20K's.
             require_images: demand a photo for every label (training); when False, a missing
-                ``{phase}_img/`` folder gives samples without photos.
+                photo folder gives samples without photos.
             pad_to: pad every sample's bottom and right to multiples of this (1 = never pad).
+            layout: 'auto' (told by the folders), 'pix2pixhd', 'cityscapes' or 'ade20k'.
+            cityscapes_labels: 'ids' (the 35 label ids) or 'train_ids' (the 19 classes, ignore as 19).
+            load_width: scale every sample to this width first (aspect kept; None = as stored).
+            crop_to: then crop its centre to multiples of this (the model's size multiple).
         """
-        if label_count is None or int(label_count) < 1:
-            raise ValueError(f"label_count (the number of label values, pix2pixHD's --label_nc) must be a positive "
-                             f"integer, got {label_count!r}")
-        if int(pad_to) < 1:
-            raise ValueError(f"pad_to must be >= 1, got {pad_to}")
+        if int(pad_to) < 1 or int(crop_to) < 1:
+            raise ValueError(f"pad_to and crop_to must be >= 1, got {pad_to} and {crop_to}")
         if not phase or "/" in phase or "\\" in phase:
             raise ValueError(f"phase must be a plain name such as 'train' or 'test', got {phase!r}")
-        self.root = Path(root)
-        self.phase = phase
-        self.label_count = int(label_count)
-        self.pad_to = int(pad_to)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"layout folder {self.root} does not exist")
-        self.label_dir = self.root / f"{phase}_label"
-        self.instance_dir = self.root / f"{phase}_inst"
-        self.image_dir = self.root / f"{phase}_img"
-        if not self.label_dir.is_dir():
-            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-            raise FileNotFoundError(f"{self.label_dir} is missing: pix2pixHD's layout needs {phase}_label/, "
-                                    f"{phase}_img/ and optionally {phase}_inst/ under {self.root} "
-                                    f"(it holds: {', '.join(present) or 'no folders'})")
-        labels = _index_folder(self.label_dir, LABEL_EXTENSIONS)
-        if not labels:
-            raise ValueError(f"{self.label_dir}: no label files ({', '.join(LABEL_EXTENSIONS)})")
-        self.names: list[str] = sorted(labels)
+        if load_width is not None and int(load_width) < 1:
+            raise ValueError(f"load_width must be a positive number of pixels or None, got {load_width}")
+        self.root, self.phase = Path(root), phase
+        self.pad_to, self.crop_to, self.load_width = int(pad_to), int(crop_to), load_width
+        self.layout, files = layout_files(self.root, phase, layout, require_images)
+        self.labels: LabelSet = label_set(self.layout, cityscapes_labels, label_count)
+        """How the files' label values become the model's (count, ignore value, mapping)."""
+        if self.labels.label_count is None or self.labels.label_count < 1:
+            raise ValueError(f"label_count (the number of label values, pix2pixHD's --label_nc) must be a positive "
+                             f"integer, got {label_count!r}")
+        self.label_count = self.labels.label_count
+        self._files = _screened(files)
+        self.names: list[str] = sorted(self._files.labels)
         """The samples' pairing keys, in the order of ``folder[i]``."""
-        self._labels = labels
-        self._instances: dict[str, Path] | None = None
-        if self.instance_dir.is_dir():
-            self._instances = _index_folder(self.instance_dir, LABEL_EXTENSIONS)
-            _check_pairing(labels, self._instances, self.label_dir, self.instance_dir, "instance map")
-        self._images: dict[str, Path] | None = None
-        if self.image_dir.is_dir():
-            self._images = _index_folder(self.image_dir, PHOTO_EXTENSIONS)
-            _check_pairing(labels, self._images, self.label_dir, self.image_dir, "image")
-        elif require_images:
-            raise FileNotFoundError(f"{self.image_dir} is missing: every label in {self.label_dir} needs its photo "
-                                    f"there (pass require_images=False to read labels alone, e.g. at test time)")
         self._warned_padding = False
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __repr__(self) -> str:
-        return f"LayoutFolder({str(self.root)!r}, phase={self.phase!r}, {len(self)} samples)"
+        return f"LayoutFolder({str(self.root)!r}, phase={self.phase!r}, layout={self.layout!r}, {len(self)} samples)"
 
     @property
     def has_instances(self) -> bool:
-        """Whether the folder has instance maps (``{phase}_inst/``)."""
-        return self._instances is not None
+        """Whether the folder has instance maps."""
+        return self._files.instances is not None
 
     @property
     def has_images(self) -> bool:
-        """Whether the folder has photos (``{phase}_img/``)."""
-        return self._images is not None
+        """Whether the folder has photos."""
+        return self._files.images is not None
+
+    @property
+    def ignore_label(self) -> int | None:
+        """The model-side label value of pixels that carry no class (ADE20K's 0, Cityscapes'
+        ignored train ids), to leave out of segmentation scores; None when every value is a class."""
+        return self.labels.ignore
+
+    def _read_label(self, name: str) -> np.ndarray:
+        """The sample's label map, its values checked and mapped to the model's."""
+        path = self._files.labels[name]
+        label = read_integer_map(path)
+        low, high, count = int(label.min()), int(label.max()), int(self.labels.raw_count or self.label_count)
+        if low < 0 or high >= count:
+            raise ValueError(f"{path}: label values span {low}..{high} (max {high}) but label_count is "
+                             f"{count}, so values must lie in 0..{count - 1}. The official "
+                             f"code would crash here with a CUDA index error (a device-side assert in scatter_); "
+                             f"raise label_count (--label_nc) or remap the labels")
+        return label if self.labels.lookup is None else self.labels.lookup[label]
+
+    def _read(self, name: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Label, instance and photo of a sample, of one size."""
+        label = self._read_label(name)
+        sizes = {self._files.labels[name]: label.shape}
+        instance = image = None
+        if self._files.instances is not None:
+            instance = read_integer_map(self._files.instances[name])
+            sizes[self._files.instances[name]] = instance.shape
+        if self._files.images is not None:
+            image = read_image(self._files.images[name])
+            sizes[self._files.images[name]] = image.shape[:2]
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"sample {name!r}: its files differ in size: "
+                             + ", ".join(f"{p.name} is {s[0]} x {s[1]}" for p, s in sizes.items()))
+        return label, instance, image
+
+    def _fit(self, arrays: list[np.ndarray | None]) -> list[np.ndarray | None]:
+        """Label, instance and photo scaled to ``load_width`` and cropped to ``crop_to``."""
+        out = []
+        for k, array in enumerate(arrays):
+            if array is not None and self.load_width is not None:
+                array = resize_to_width(array, int(self.load_width), integer=k < 2)
+            out.append(None if array is None else crop_to_multiple(array, self.crop_to))
+        return out
+
+    def _pad(self, sample: LayoutSample) -> LayoutSample:
+        """``sample`` padded to multiples of ``pad_to`` (a warning the first time)."""
+        h, w = sample.label.shape
+        label, (pad_h, pad_w) = pad_to_multiple(sample.label, self.pad_to, "edge")
+        if not (pad_h or pad_w):
+            return sample
+        instance = None if sample.instance is None else pad_to_multiple(sample.instance, self.pad_to, "edge")[0]
+        image = None if sample.image is None else pad_to_multiple(sample.image, self.pad_to, "reflect")[0]
+        if not self._warned_padding:
+            self._warned_padding = True
+            warnings.warn(f"{self.root} ({self.phase}): padded {self._files.labels[sample.name].name} from {h} x {w} "
+                          f"to {h + pad_h} x {w + pad_w} (bottom +{pad_h}, right +{pad_w} pixels) to reach multiples "
+                          f"of pad_to={self.pad_to}; other samples are padded the same way without a further "
+                          f"warning", stacklevel=3)
+        return LayoutSample(sample.name, label, instance, image, (h, w))
 
     def __getitem__(self, index: int) -> LayoutSample:
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} of a folder of {len(self)}")
         name = self.names[index]
-        label_path = self._labels[name]
-        label = read_integer_map(label_path)
-        low, high = int(label.min()), int(label.max())
-        if low < 0 or high >= self.label_count:
-            raise ValueError(f"{label_path}: label values span {low}..{high} (max {high}) but label_count is "
-                             f"{self.label_count}, so values must lie in 0..{self.label_count - 1}. The official "
-                             f"code would crash here with a CUDA index error (a device-side assert in scatter_); "
-                             f"raise label_count (--label_nc) or remap the labels")
-        sizes = {label_path: label.shape}
-        instance = None
-        if self._instances is not None:
-            instance_path = self._instances[name]
-            instance = read_integer_map(instance_path)
-            sizes[instance_path] = instance.shape
-        image = None
-        if self._images is not None:
-            image_path = self._images[name]
-            image = read_image(image_path)
-            sizes[image_path] = image.shape[:2]
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"sample {name!r}: its files differ in size: "
-                             + ", ".join(f"{p.name} is {s[0]} x {s[1]}" for p, s in sizes.items()))
-        original_size = None
-        if self.pad_to > 1:
-            h, w = label.shape
-            label, (pad_h, pad_w) = pad_to_multiple(label, self.pad_to, "edge")
-            if pad_h or pad_w:
-                original_size = (h, w)
-                if instance is not None:
-                    instance, _ = pad_to_multiple(instance, self.pad_to, "edge")
-                if image is not None:
-                    image, _ = pad_to_multiple(image, self.pad_to, "reflect")
-                if not self._warned_padding:
-                    self._warned_padding = True
-                    warnings.warn(f"{self.root} ({self.phase}): padded {label_path.name} from {h} x {w} to "
-                                  f"{h + pad_h} x {w + pad_w} (bottom +{pad_h}, right +{pad_w} pixels) to reach "
-                                  f"multiples of pad_to={self.pad_to}; other samples are padded the same way "
-                                  f"without a further warning", stacklevel=2)
-        return LayoutSample(name, label, instance, image, original_size)
+        label, instance, image = self._fit(list(self._read(name)))
+        sample = LayoutSample(name, label, instance, image)
+        return self._pad(sample) if self.pad_to > 1 else sample
 
 
 def write_layout(root: str | os.PathLike, phase: str, scenes: list[Scene]) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from PIL import Image
 
 from toolchain_restore.generative.posewarp.data import (FolderPairs, MatFileError, ProceduralPairs, VideoFolder,
                                                         read_video_info)
@@ -106,3 +107,115 @@ def test_held_out_videos_use_other_figures_and_photos():
     r1, r2 = np.random.default_rng(1), np.random.default_rng(1)
     p1, p2 = train.sample(r1), train.sample(r2)
     np.testing.assert_array_equal(p1.source, p2.source)
+
+
+def write_videos(root, names, frames=3, size=(40, 60)):
+    """Videos in the official layout: frames/<video>/<n>.jpg from 1, info/<video>.mat with a
+    struct data of X (14 x 2 x frames) and bbox (frames x 4)."""
+    (root / "info").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        folder = root / "frames" / name
+        folder.mkdir(parents=True)
+        for n in range(1, frames + 1):
+            Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{n}.jpg")
+        x = np.stack([rng.uniform(15, 45, (14, frames)), rng.uniform(10, 30, (14, frames))], axis=1)
+        boxes = np.tile([15.0, 10.0, 30.0, 20.0], (frames, 1))
+        scipy.io.savemat(root / "info" / f"{name}.mat", {"data": {"X": x, "bbox": boxes}})
+
+
+VIDEOS = [f"video_{i:02d}" for i in range(12)]
+
+
+def test_a_folder_is_split_by_video_never_by_frame(tmp_path):
+    write_videos(tmp_path, VIDEOS)
+    train, test = VideoFolder(tmp_path, "train"), VideoFolder(tmp_path, "test")
+    assert train.videos and test.videos and not set(train.videos) & set(test.videos)
+    assert sorted(train.videos + test.videos) == VIDEOS and VideoFolder(tmp_path).videos == VIDEOS
+    assert VideoFolder(tmp_path, "test").videos == test.videos  # by name: the same split every time
+    # Adding a video moves no other video between the splits.
+    write_videos(tmp_path, ["video_99"])
+    assert set(test.videos) <= set(VideoFolder(tmp_path, "test").videos)
+    pairs = FolderPairs(tmp_path, 32, split="test")
+    assert set(pairs.folder.videos) == set(VideoFolder(tmp_path, "test").videos)
+    from toolchain_restore.generative.posewarp.data import pair_source
+
+    assert not set(pair_source(str(tmp_path), "train", 32, 0, 0, False).folder.videos) & set(pairs.folder.videos)
+
+
+def test_train_and_test_folders_are_an_explicit_split_and_one_video_cannot_be_split(tmp_path):
+    write_videos(tmp_path / "train", ["a", "b"])
+    write_videos(tmp_path / "test", ["c"])
+    assert VideoFolder(tmp_path, "train").videos == ["a", "b"] and VideoFolder(tmp_path, "test").videos == ["c"]
+    with pytest.raises(ValueError, match="one video .*held-out pairs come from held-out videos"):
+        VideoFolder(SAMPLES, "test")
+    assert VideoFolder(SAMPLES).videos == [VIDEO]  # no split: every video, as before
+
+
+def test_bad_frames_are_named_when_the_folder_is_opened_and_left_out(tmp_path):
+    write_videos(tmp_path, ["a", "b"], frames=4)
+    frame = tmp_path / "frames" / "a" / "2.jpg"
+    frame.write_bytes(frame.read_bytes()[:-300])  # cut off: no end-of-image marker
+    with pytest.warns(UserWarning, match=r"skipping .*frames/a/2\.jpg: truncated"):
+        folder = VideoFolder(tmp_path)
+    assert folder.frame_numbers("a") == [1, 3, 4] and folder.frame_numbers("b") == [1, 2, 3, 4]
+
+
+def smooth_frame(height, width):
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([127 + 100 * np.sin(x / 23.0), 127 + 100 * np.cos(y / 17.0), (x + y) % 256 * 0 + 90],
+                    axis=2).round().astype(np.uint8)
+
+
+def test_pasting_the_crop_of_the_frame_back_gives_the_frame_inside_the_box():
+    from toolchain_restore.generative.posewarp.data import apply_affine, crop_matrix, paste_back
+
+    frame = smooth_frame(200, 300)
+    # Scale 1 and whole-pixel shifts: resampling is exact, so is the round trip.
+    box = np.array([100.0, 50.0, 80.0, 100.0])
+    matrix = crop_matrix(box, 120)  # side 1.2 x 100 = 120: scale 1
+    assert matrix[0, 0] == 1.0
+    back = paste_back(frame, apply_affine(frame, matrix, 120), matrix)
+    np.testing.assert_array_equal(back, frame)
+    # Any scale: the frame back inside the box up to the blur of down- and up-sampling.
+    box = np.array([130.0, 40.0, 45.0, 120.0])
+    matrix = crop_matrix(box, 64)
+    crop = apply_affine(frame, matrix, 64)
+    back = paste_back(frame, crop, matrix)
+    x, y, w, h = box.astype(int)
+    inside = (slice(y, y + h), slice(x, x + w))
+    assert np.abs(back[inside].astype(int) - frame[inside]).mean() < 2.0
+    # Another crop (a model's output) replaces the frame inside its footprint only.
+    white = paste_back(frame, np.full_like(crop, 255), matrix)
+    assert (white[inside] == 255).all()
+    changed = (white != frame).any(-1)
+    ys, xs = np.nonzero(changed)
+    side = 1.2 * 120
+    assert xs.min() >= 152.5 - side / 2 - 1 and xs.max() <= 152.5 + side / 2 + 1
+    assert ys.min() >= 100 - side / 2 - 1 and ys.max() <= 100 + side / 2 + 1
+
+
+def test_pasting_back_a_crop_that_reaches_past_the_frame_edge(tmp_path):
+    from toolchain_restore.generative.posewarp.data import apply_affine, crop_matrix, paste_back
+
+    frame = smooth_frame(120, 160)
+    matrix = crop_matrix(np.array([-20.0, 70.0, 60.0, 60.0]), 48)  # the square overhangs the left and bottom
+    back = paste_back(frame, apply_affine(frame, matrix, 48), matrix)
+    assert back.shape == frame.shape
+    assert np.abs(back[75:120, 0:35].astype(int) - frame[75:120, 0:35]).mean() < 3.0
+
+
+def test_a_real_frame_is_pasted_back_where_its_person_was_cut_from():
+    from toolchain_restore.generative.posewarp.data import paste_back
+
+    pairs = FolderPairs(SAMPLES, 64)
+    pair = pairs.pair(VIDEO, 1, 1)
+    frame, _, box = pairs.folder.frame(VIDEO, 1)
+    back = paste_back(frame, pair.source, pair.crop)
+    x, y, w, h = box.round().astype(int)
+    half, cx, cy = 0.6 * max(w, h) + 2, x + w / 2, y + h / 2  # the crop's square, margin 1.2, and a pixel
+    outside = np.ones(frame.shape[:2], bool)
+    outside[max(0, int(cy - half)):int(cy + half), max(0, int(cx - half)):int(cx + half)] = False
+    assert back.shape == frame.shape and np.array_equal(back[outside], frame[outside])
+    inside = back[y:y + h, x:x + w].astype(float), frame[y:y + h, x:x + w].astype(float)
+    assert np.corrcoef(inside[0].ravel(), inside[1].ravel())[0, 1] > 0.8

@@ -77,7 +77,14 @@ def test_synthesize_from_the_official_mat_on_a_real_frame(trained, tmp_path):
     mat = f"{root}/info/Flavia Pennetta in 4k.mat"
     assert run(["posewarp", "synthesize", "--weights", str(out / "posewarp.safetensors"), "--source",
                 f"{root}/frames/Flavia Pennetta in 4k/1.jpg", "--source-pose", mat, "--frame", "1",
-                "--target-pose", mat, "--target-frame", "5", "--output", str(tmp_path / "real.png")]) == 0
+                "--target-pose", mat, "--target-frame", "5", "--output", str(tmp_path / "real.png"),
+                "--full-frame", str(tmp_path / "whole.png")]) == 0
+    from PIL import Image
+
+    frame = np.asarray(Image.open(f"{root}/frames/Flavia Pennetta in 4k/1.jpg").convert("RGB"))
+    whole = np.asarray(Image.open(tmp_path / "whole.png"))
+    assert whole.shape == frame.shape  # the output pasted into the full frame, which is kept elsewhere
+    assert np.abs(whole[:40].astype(int) - frame[:40]).max() == 0 and not np.array_equal(whole, frame)
     assert run(["posewarp", "synthesize", "--weights", str(out / "posewarp.safetensors"), "--source",
                 f"{root}/frames/Flavia Pennetta in 4k/1.jpg", "--source-pose", mat, "--target-pose", mat,
                 "--output", str(tmp_path / "real.png")]) == 2  # a .mat needs --frame

@@ -23,7 +23,7 @@ import torch
 
 from ...metrics import batch_psnr
 from ...training import Trainer, TrainerSettings, step_rng
-from ..datasets import label_count_of, resize_maps, sample_batch, synthesis_set, to_model_image
+from ..datasets import folder_options, label_count_of, resize_maps, sample_batch, synthesis_set, to_model_image
 from ..losses import VGGLoss, feature_matching_loss, load_vgg19, lsgan_loss
 from ..scenes import colorize_labels
 from .model import Pix2PixHD, Pix2PixHDSettings, save_pix2pixhd, size_multiple
@@ -65,7 +65,8 @@ class Pix2PixHDTask:
                  init: Pix2PixHD | None = None) -> None:
         if stage not in ("global", "enhancer"):
             raise ValueError(f"stage must be 'global' or 'enhancer', got {stage!r}")
-        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
+                                                                settings.cityscapes_labels))
         self.settings, self.stage = settings, stage
         self.factor = 2**settings.n_local_enhancers if stage == "global" else 1
         with torch.random.fork_rng():
@@ -78,10 +79,11 @@ class Pix2PixHDTask:
                 self.model.encoder.load_state_dict(init.encoder.state_dict())
         # Folders are padded to the finest level's multiple; the global stage then halves them.
         pad_to = size_multiple(settings) if settings.pad else 1
+        options = folder_options(settings, size_multiple(settings))
         self.train = synthesis_set(settings.data, "train", settings.label_count, settings.train_scenes,
-                                   settings.height, settings.width, pad_to)
+                                   settings.height, settings.width, pad_to, **options)
         self.test = synthesis_set(settings.data, "test", settings.label_count, settings.test_scenes,
-                                  settings.height, settings.width, pad_to)
+                                  settings.height, settings.width, pad_to, **options)
         self.vgg = VGGLoss(load_vgg19(settings.vgg_weights)) if settings.vgg_weights else None
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> dict:

@@ -67,6 +67,8 @@ class PoseWarpSynthesizeSettings(PoseWarpModelSettings):
     """Frame (1-based) of a .mat target pose."""
     output: str = "posewarp.png"
     """Picture to write: source | target pose | output."""
+    full_frame: str | None = None
+    """Also write the source image at its full size with the output pasted back where the person was cut from."""
 
 
 def _train(options: PoseWarpTrainOptions, settings: PoseWarpSettings, trainer: TrainerSettings) -> int:
@@ -134,6 +136,13 @@ def _synthesize(s: PoseWarpSynthesizeSettings) -> int:
     result = synthesize(model, [pair], s.torch_device())[0]
     write_sheet(s.output, [[pair.source, pose_picture(pair.target_joints, model.settings.size), result["output"]]])
     print(f"wrote {s.output} (source | target pose | output)")
+    if s.full_frame:
+        from .data import paste_back
+
+        # An image already of the model's size was not cropped: the output is its full frame.
+        whole = result["output"] if pair.crop is None else paste_back(image[..., :3], result["output"], pair.crop)
+        write_sheet(s.full_frame, [[whole]])
+        print(f"wrote {s.full_frame} (the output in the full {image.shape[1]} x {image.shape[0]} frame)")
     return 0
 
 

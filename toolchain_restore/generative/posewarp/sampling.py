@@ -72,8 +72,9 @@ def _box_of(joints: np.ndarray) -> np.ndarray:
 def prepare_pair(image: np.ndarray, source_joints: np.ndarray, target_joints: np.ndarray, size: int,
                  boxes: Sequence[np.ndarray | None] = (None, None)) -> PosePair:
     """Crop and scale a source image (any size) and both poses to the model's size x size,
-    by the boxes (from the joints where not given). An image already of the model's size
-    is used as it is."""
+    by the boxes (from the joints where not given); the pair's ``crop`` is the map from the
+    image to the crop, for :func:`~.data.paste_back`. An image already of the model's size
+    is used as it is (``crop`` None)."""
     source_joints, target_joints = check_joints(source_joints, "source joints"), check_joints(target_joints, "target joints")
     if image.shape[:2] == (size, size) and all(b is None for b in boxes):
         return PosePair(image, source_joints, image, target_joints)
@@ -81,7 +82,8 @@ def prepare_pair(image: np.ndarray, source_joints: np.ndarray, target_joints: np
     box_b = boxes[1] if boxes[1] is not None else _box_of(target_joints)
     matrix = crop_matrix(np.stack([box_a, box_b]), size)
     crop = apply_affine(image, matrix, size)
-    return PosePair(crop, transform_joints(source_joints, matrix), crop, transform_joints(target_joints, matrix))
+    return PosePair(crop, transform_joints(source_joints, matrix), crop, transform_joints(target_joints, matrix),
+                    matrix)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ...training import Trainer, TrainerSettings, step_rng
-from ..datasets import SynthesisSample, label_count_of, synthesis_set, to_model_image
+from ..datasets import SynthesisSample, folder_options, label_count_of, synthesis_set, to_model_image
 from ..losses import load_vgg19
 from ..scenes import colorize_labels
 from .bank import MemoryBank, Segment, describe_segments
@@ -60,7 +60,8 @@ class _Split:
                                             x.image) for k, x in enumerate(scenes)]
             self.depth = [x.depth_order for x in scenes]
         else:
-            data = synthesis_set(s.data, split, s.label_count, 0, s.height, s.width, pad_to)
+            data = synthesis_set(s.data, split, s.label_count, 0, s.height, s.width, pad_to,
+                                 **folder_options(s, pad_to))
             self.samples = [data[k] for k in range(len(data))]
         self.segments = [describe_segments(x.label, x.instance, s.label_count, s.min_area, s.shape_size,
                                            s.context_size) for x in self.samples]
@@ -85,7 +86,8 @@ class _Split:
 def ordering_pairs(settings: SimsSettings, split: str = "test", count: int = 64):
     """Every overlapping thing pair with its true order in ``count`` procedural scenes of
     ``split``: (masks, classes, boxes, targets), or None when there is none."""
-    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
+                                                            settings.cityscapes_labels))
     return _Split(settings, split, count, 1).pairs(settings.shape_size)
 
 
@@ -108,7 +110,8 @@ class SimsTask:
     """
 
     def __init__(self, settings: SimsSettings, seed: int = 0, bank: MemoryBank | None = None) -> None:
-        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
+                                                                settings.cityscapes_labels))
         self.settings = s = settings
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -281,7 +284,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, settings: SimsSettings, out
     """Write the networks of a (possibly still running) training's checkpoint as a weights
     file; returns the checkpoint's step. ``settings`` are the run's (label_count filled in
     from the data when None)."""
-    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
+                                                            settings.cityscapes_labels))
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = Sims(settings)
     model.load_state_dict(state["model"])
