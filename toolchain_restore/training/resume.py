@@ -143,10 +143,8 @@ def setting_changes(saved: Mapping[str, Mapping[str, Any]], requested: Sequence[
 def check_resume(state: Mapping[str, Any], settings_file: Path, requested: Sequence[Any], step: int,
                  run_dir: Path) -> str | None:
     """Apply the resume rule to the checkpoint ``state`` (at ``step``) of ``run_dir`` and
-    the ``requested`` settings (the loop's own first): a :class:`ResumeError` naming every
-    difference, or None, or the line that says the run is extended."""
-    if not requested:
-        return None
+    the ``requested`` settings (one or more, the loop's own first): a :class:`ResumeError`
+    naming every difference, or None, or the line that says the run is extended."""
     loop = type(requested[0])
     saved = saved_settings(state, settings_file, loop.__name__)
     changes = setting_changes(saved, requested)

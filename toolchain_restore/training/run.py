@@ -159,7 +159,7 @@ class Run:
         run with ``settings`` could not start there. A job of several stages checks every
         stage's folder first, so that a refusal leaves every stage as it was."""
         path = Path(out_dir) / CHECKPOINT_NAME
-        if will_resume(path, resume, overwrite):
+        if will_resume(path, resume, overwrite) and settings:
             state = read_checkpoint(path, "cpu", weights_only=weights_only, mmap=True)
             check_resume(state, Path(out_dir) / SETTINGS_NAME, settings, step_of(state), Path(out_dir))
 
@@ -217,7 +217,9 @@ class Run:
             ResumeError: an unreadable checkpoint, or settings the rule refuses.
         """
         state = read_checkpoint(self.checkpoint_path, map_location, weights_only=weights_only)
-        extending = check_resume(state, self.settings_path, self.settings, step_of(state), self.out_dir)
+        extending = None  # a run without settings compares nothing
+        if self.settings:
+            extending = check_resume(state, self.settings_path, self.settings, step_of(state), self.out_dir)
         if extending and self.is_main:
             print(extending, flush=True)
         restore_random_state(state)
