@@ -419,7 +419,8 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
         with autocast(device.precision, device.torch_device()):
             return command.run(*values)
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        # One line, even where the message quotes a library's error of several.
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
 
 

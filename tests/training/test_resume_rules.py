@@ -103,7 +103,7 @@ def refused(family: Family, out: Path, argv: list[str], capsys) -> str:
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, errors
     assert files(out) == before
-    assert "--out-dir elsewhere" in errors[0] and "--overwrite" in errors[0]
+    assert "--overwrite" in errors[0]
     return errors[0]
 
 
@@ -113,6 +113,7 @@ def test_another_defining_setting_is_refused(family, first_runs, capsys):
     option, value = family.change
     error = refused(family, out, command(family, out, family.steps, option, value), capsys)
     assert family.expected in error
+    assert error.endswith("use --out-dir elsewhere, or --overwrite to start afresh in that folder")
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
@@ -148,6 +149,14 @@ def test_overwrite_starts_afresh(family, first_runs):
         assert str(saved[option[2:].replace("-", "_")]) == value
         assert len(list(folder.glob("events.out.tfevents.*"))) == 1  # the first run's events are gone
     assert family.checkpoint_step(out / family.stages[0]) < family.steps + 4
+
+
+def test_a_damaged_checkpoint_is_one_error_line(first_runs, capsys):
+    tools = FAMILIES[0]
+    out = first_runs(tools)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    error = refused(tools, out, command(tools, out, tools.steps), capsys)
+    assert f"checkpoint {out / 'checkpoint.pt'} is unreadable" in error and "delete it" in error
 
 
 def test_a_later_stage_that_refuses_leaves_the_earlier_ones_as_they_were(first_runs, capsys):
