@@ -168,8 +168,8 @@ def torchrun_train_tools(out, iterations):
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
         "--master_port", str(free_port()),
         "-m", "toolchain_restore.cli", "train-tools", "--tools", "5", "9", "--iterations", str(iterations),
-        "--batch-size", "2", "--patch-size", "24", "--eval-patches", "4", "--eval-every", "3", "--checkpoint-every", "3",
-        "--device", "cpu", "--progress", "false", "--out-dir", str(out),
+        "--batch-size", "2", "--patch-size", "24", "--eval-patches", "4", "--eval-every", "3",
+        "--checkpoint-every", "3", "--device", "cpu", "--progress", "false", "--out-dir", str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -1,12 +1,12 @@
 """One training run's folder and the bookkeeping every training loop of the project shares.
 
 A :class:`Run` owns, for the generic :class:`~toolchain_restore.training.Trainer` and the
-recurrent DQN alike: the run directory, ``settings.json`` and the resume rule
+recurrent DQN alike: the run directory, ``settings.json``, the resume rule
 (:mod:`~toolchain_restore.training.resume`: continue only with the settings that define the
-run, extend with more steps, ``overwrite`` to start afresh), atomic checkpoints that carry the random state, resuming, the TensorBoard writer,
-the learning-rate schedule, the progress bar, and ``torchrun`` ranks (only rank 0 writes
-or prints). What a loop keeps in its checkpoint is its own business; the run adds the
-random state and writes it.
+run, extend it with more steps, ``overwrite`` to start afresh), atomic checkpoints that
+carry the random state, resuming, the TensorBoard writer, the learning-rate schedule, the
+progress bar, and ``torchrun`` ranks (only rank 0 writes or prints). What a loop keeps in
+its checkpoint is its own business; the run adds the random state and writes it.
 
 Checkpoint format (``checkpoint.pt``, one ``torch.save`` dict):
 
@@ -243,9 +243,8 @@ class Run:
                               f"({err}); {WAY_OUT}") from err
 
     # -- what rank 0 writes and shows -----------------------------------------------------
-    def write_settings(self, content: Mapping[str, Any] | None = None) -> None:
-        """Write ``settings.json`` (rank 0): ``content``, by default the run's settings by class name."""
-        content = settings_record(self.settings) if content is None else content
+    def write_settings(self, content: Mapping[str, Any]) -> None:
+        """Write ``settings.json`` (rank 0)."""
         if self.is_main:
             self.settings_path.write_text(json.dumps(content, indent=2))
 
@@ -265,7 +264,7 @@ class Run:
     def sub_writer(self, name: str) -> Any:
         """A TensorBoard writer of its own in ``out_dir/name`` (rank 0; a no-op elsewhere),
         for a stage before the main loop; use it as a context manager. With ``overwrite``,
-        that folder's earlier events are deleted first."""
+        the run files of an earlier run there (its events) are deleted first."""
         if not self.is_main:
             return _NullWriter()
         from torch.utils.tensorboard import SummaryWriter
