@@ -23,7 +23,7 @@ from .generative.posewarp.cli import POSEWARP_COMMAND
 from .generative.segmentation import SegmentationSettings
 from .generative.sims.cli import SIMS_COMMAND
 from .tools.training import ToolTrainingSettings
-from .training import TrainerSettings
+from .training import TrainerSettings, is_main_process
 
 __all__ = ["main", "build_parser", "COMMANDS", "RestoreCommandSettings", "DemonstrateSettings", "FixedChainSettings",
            "EvaluateToolsSettings", "CombineToolsSettings", "CorpusBuildSettings", "TrainAgentOptions",
@@ -164,6 +164,8 @@ def _train_tools(settings: ToolTrainingSettings, trainer: TrainerSettings, optio
     from .tools.training import train_toolbox
 
     metrics = train_toolbox(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     for k, v in sorted(metrics.items()):
         print(f"{k}: {v:+.3f} dB")
     return 0
@@ -180,6 +182,8 @@ def _train_agent(options: TrainAgentOptions, settings: DQNSettings) -> int:
     from .agents.dqn import train
 
     train(settings, progress=options.progress)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     print(f"wrote {settings.out_dir}/agent.safetensors (TensorBoard logs beside it)")
     return 0
 
@@ -203,6 +207,8 @@ def _joint_tune(settings: JointTuningSettings, trainer: TrainerSettings, options
     from .agents.joint import joint_tune
 
     metrics = joint_tune(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     for k, v in sorted(metrics.items()):
         print(f"{k}: {v:.3f} dB")
     return 0
@@ -260,6 +266,8 @@ def _train_baseline(settings: CNNBaselineSettings, trainer: TrainerSettings, opt
     # One default folder per architecture, so training both never mixes checkpoints.
     trainer = replace(trainer, out_dir=trainer.out_dir or f"runs/baseline_{settings.arch}")
     metrics = train_baseline(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     for level in ("mild", "moderate", "severe"):
         if f"psnr/{level}" in metrics:
             print(f"held-out {level}: {metrics[f'input_psnr/{level}']:.2f} -> {metrics[f'psnr/{level}']:.2f} dB "
@@ -274,6 +282,8 @@ def _train_classifier(settings: ClassificationSettings, trainer: TrainerSettings
     from .runtime import resolve_device
 
     metrics, task = train_classifier(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     print(f"test accuracy {metrics['accuracy']:.3f} ({len(task.test)} images, {len(task.train.classes)} classes)")
     device = resolve_device(trainer.device)
     model = task.model.to(device)
@@ -289,6 +299,8 @@ def _train_segmenter(settings: SegmentationSettings, trainer: TrainerSettings, o
     from .generative.segmentation import train_segmenter
 
     metrics = train_segmenter(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     print(f"held-out pixel accuracy {metrics['pixel_accuracy']:.3f}, mean IoU {metrics['mean_iou']:.3f}")
     print(f"wrote {options.output or f'{trainer.out_dir}/segmenter.safetensors'} (TensorBoard logs beside it)")
     return 0

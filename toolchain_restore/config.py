@@ -3,16 +3,20 @@
 Three pieces:
 
 - the settings bases the jobs share (:class:`DeviceSettings`, :class:`RunSettings`,
-  :class:`CleanImages`, :class:`TrainingPatches`, :class:`ToolboxSelection`,
-  :class:`ToolchainSettings`, :class:`AgentSelection`): each field is declared, with its
+  :class:`TrainingRunSettings`, :class:`CleanImages`, :class:`TrainingPatches`,
+  :class:`ToolboxSelection`, :class:`ToolchainSettings`, :class:`AgentSelection`): each
+  field is declared, with its
   docstring, once; a job inherits the ones that mean the same thing for it and redeclares a
-  field only to give it another default or say what is particular to it;
+  field only to give it another default or say what is particular to it. A class names,
+  in ``RESUMABLE``, its fields that a resumed training run may change
+  (:func:`resumable_fields` gathers them over the bases);
 - one command-line option per settings field, its docstring as help and its default as
   default (:func:`add_settings_arguments`, :func:`settings_from_args`), booleans read by
   one function (:func:`parse_bool`);
 - the command table: a :class:`Command` names a subcommand, the settings dataclasses its
   options come from and the function it runs; :func:`add_commands` builds the parsers of a
-  list of them and :func:`run_command` turns parsed options back into settings.
+  list of them and :func:`run_command` turns parsed options back into settings, and a
+  :class:`UsageError` the command raises into one ``error:`` line and exit status 2.
 
 This is a shared layer: the jobs import it, never the reverse (it imports only ``runtime``).
 """
@@ -24,9 +28,10 @@ import ast
 import dataclasses
 import functools
 import inspect
+import sys
 import typing
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, Mapping, TypeVar
 
 from .runtime import PRECISIONS, Precision, autocast, resolve_device
 
@@ -34,7 +39,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "DeviceSettings", "RunSettings", "CleanImages", "TrainingPatches", "ToolboxSelection", "ToolchainSettings",
+    "DeviceSettings", "RunSettings", "TrainingRunSettings", "resumable_fields", "UsageError", "CleanImages",
+    "TrainingPatches", "ToolboxSelection", "ToolchainSettings",
     "AgentSelection", "option", "parse_bool", "Command", "Preset", "add_commands", "run_command",
     "add_settings_arguments", "add_precision_argument", "settings_from_args", "given_settings", "with_changes",
     "field_docs", "field_default", "settings_markdown",
@@ -44,6 +50,12 @@ PRECISION_HELP = ("how the networks compute: auto (bf16 where this machine runs 
                   "fp32, bf16, or fp16 on CUDA (default: auto)")
 
 T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A request the command cannot carry out as asked (conflicting settings, a run folder it
+    may not continue): :func:`run_command` prints its message as one ``error:`` line and
+    exits with status 2, without a traceback. The message says what to do instead."""
 
 
 # --- the shared settings --------------------------------------------------------------
@@ -56,6 +68,9 @@ class DeviceSettings:
     """'auto' (CUDA when this machine has it, else the CPU), 'cpu', 'cuda' or 'cuda:N'."""
     precision: Precision = "auto"
     """How the networks compute: auto (bf16 where this machine runs it faster than float32, else fp32), fp32, bf16, or fp16 on CUDA."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"device", "precision"})
+    """Where and how the networks compute does not define a training run: a resumed one may change it."""
 
     def torch_device(self) -> torch.device:
         """``device`` as :func:`runtime.resolve_device` reads it: the one meaning of 'auto'."""
@@ -70,6 +85,28 @@ class RunSettings(DeviceSettings):
     """Folder the run writes to: its results, the settings it ran with and TensorBoard logs."""
     seed: int = 0
     """Seed of everything the run draws at random: the same seed repeats the run."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"out_dir"})
+    """A run folder may be moved or named another way."""
+
+
+@dataclass
+class TrainingRunSettings(RunSettings):
+    """A training run that checkpoints into its folder and continues from there.
+
+    The resume rule (:mod:`toolchain_restore.training.resume`): a run continues from its
+    folder's checkpoint only when every setting that defines it agrees with the checkpoint's;
+    the fields a class lists in ``RESUMABLE`` may change, and ``EXTENT``, the run's length,
+    may grow (extending a finished run) but never fall below the checkpoint's."""
+
+    resume: bool = True
+    """Continue from out_dir's checkpoint when there is one; false refuses to start where a checkpoint is (see overwrite)."""
+    overwrite: bool = False
+    """Start the run afresh in out_dir: its checkpoint, settings, metrics and TensorBoard events are deleted first."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"resume", "overwrite"})
+    EXTENT: ClassVar[str] = "iterations"
+    """The field that counts the run's steps."""
 
 
 @dataclass
@@ -110,6 +147,15 @@ class AgentSelection:
 
     agent: str | None = None
     """Agent file; None = the shipped agent."""
+
+
+def resumable_fields(cls: type) -> frozenset[str]:
+    """The fields of settings class ``cls`` that a resumed training run may change: the
+    union of the ``RESUMABLE`` sets that ``cls`` and its bases declare."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        names |= vars(klass).get("RESUMABLE", frozenset())
+    return frozenset(names)
 
 
 # --- one option per settings field ----------------------------------------------------
@@ -366,11 +412,16 @@ def run_command(command: Command, args: argparse.Namespace) -> int:
     """Run ``command`` on the options ``args`` parsed (its parser's ``func``)."""
     values = command.settings_from(args)
     assert command.run is not None
-    if not command.autocast:
-        return command.run(*values)
-    device = next(v for v in values if isinstance(v, DeviceSettings))
-    with autocast(device.precision, device.torch_device()):
-        return command.run(*values)
+    try:
+        if not command.autocast:
+            return command.run(*values)
+        device = next(v for v in values if isinstance(v, DeviceSettings))
+        with autocast(device.precision, device.torch_device()):
+            return command.run(*values)
+    except UsageError as err:
+        # One line, even where the message quotes a library's error of several.
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
 
 
 def add_commands(sub: argparse._SubParsersAction, commands: Iterable[Command]) -> None:

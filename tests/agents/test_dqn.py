@@ -135,7 +135,9 @@ def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="unreadable"):
         train(_resume_settings(tmp_path, 80), progress=False)
-    train(_resume_settings(tmp_path, 40, resume=False), progress=False)  # starting over is allowed
+    with pytest.raises(RuntimeError, match="--resume is false"):  # it would overwrite the run
+        train(_resume_settings(tmp_path, 40, resume=False), progress=False)
+    train(_resume_settings(tmp_path, 40, overwrite=True), progress=False)  # starting over is allowed
 
 
 @pytest.mark.slow
@@ -189,7 +191,8 @@ def test_a_checkpoint_in_the_old_format_resumes_like_a_new_one(tmp_path):
 
     train(_resume_settings(tmp_path / "new", 40), progress=False)
     state = torch.load(tmp_path / "new" / "checkpoint.pt", weights_only=False)
-    assert OLD_DQN_CHECKPOINT_KEYS | {"cuda_rng", "python_rng", "numpy_rng", "cpu_seconds"} == set(state)
+    new_keys = {"cuda_rng", "python_rng", "numpy_rng", "cpu_seconds", "run_settings"}
+    assert OLD_DQN_CHECKPOINT_KEYS | new_keys == set(state)
     shutil.copytree(tmp_path / "new", tmp_path / "old")
     torch.save({k: state[k] for k in OLD_DQN_CHECKPOINT_KEYS}, tmp_path / "old" / "checkpoint.pt")
     from_new = train(_resume_settings(tmp_path / "new", 80), progress=False)

@@ -3,15 +3,18 @@ ranks), the callbacks, and resuming checkpoints written before them."""
 
 import json
 import random
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 
+from toolchain_restore.config import TrainingRunSettings
 from toolchain_restore.nn import DCNetTrainingAids
 from toolchain_restore.tools.training import ToolTrainingSettings, ToolTrainingTask
-from toolchain_restore.training import (Callback, Distributed, LearningRateSchedule, Run, Trainer, TrainerSettings,
-                                        settings_callbacks)
+from toolchain_restore.training import (Callback, Distributed, LearningRateSchedule, ResumeError, Run, Trainer,
+                                        TrainerSettings, settings_callbacks)
 from toolchain_restore.training.run import random_state, restore_random_state
 
 TINY = dict(tools=[5, 9], batch_size=2, patch_size=24, eval_patches=4)
@@ -55,8 +58,8 @@ def test_a_checkpoint_in_the_old_format_resumes_to_the_same_weights(tmp_path):
         Trainer(trainer_settings(tmp_path / "old")).fit(StopAt(killed, 4))
     path = tmp_path / "old" / "checkpoint.pt"
     state = torch.load(path, weights_only=True)
-    assert OLD_TRAINER_CHECKPOINT_KEYS | {"python_rng", "numpy_rng", "cpu_seconds"} == set(state) and state["step"] == 3
-    assert isinstance(state["settings"], str)
+    assert OLD_TRAINER_CHECKPOINT_KEYS | {"python_rng", "numpy_rng", "cpu_seconds", "run_settings"} == set(state)
+    assert state["step"] == 3 and isinstance(state["settings"], str)
     torch.save({k: state[k] for k in OLD_TRAINER_CHECKPOINT_KEYS}, path)  # as the code before the Run wrote it
 
     resumed = ToolTrainingTask(ToolTrainingSettings(**TINY))
@@ -81,28 +84,84 @@ def test_random_state_comes_back_and_loads_weights_only(tmp_path):
     assert random.getstate() == before[0] and np.array_equal(np.random.get_state()[1], before[1])
 
 
-def test_settings_check_on_resume(tmp_path):
-    run = Run(tmp_path, resumable={"total_steps"}, undo_resume="--resume false")
-    run.save_checkpoint({"settings": {"total_steps": 10, "gamma": 0.9}})
-    assert run.load_checkpoint("cpu", settings={"total_steps": 20, "gamma": 0.9}, weights_only=False)
-    assert run.resumed
-    with pytest.raises(RuntimeError, match=r"other settings \(gamma: 0.9 -> 0.5\).*--resume false"):
-        run.load_checkpoint("cpu", settings={"total_steps": 10, "gamma": 0.5}, weights_only=False)
+@dataclass
+class LoopSettings(TrainingRunSettings):
+    """A loop's settings for the rule's tests: its length is total_steps."""
 
-    # Settings stored as a JSON string (the trainer's way) are checked the same.
-    Run(tmp_path).save_checkpoint({"settings": json.dumps({"lr": 0.1})})
-    with pytest.raises(RuntimeError, match="lr: 0.1 -> 0.2"):
-        Run(tmp_path, resumable=set()).load_checkpoint("cpu", settings={"lr": 0.2})
-    # Without a resumable list nothing is compared: the trainer lets any setting change.
-    assert Run(tmp_path).load_checkpoint("cpu", settings={"lr": 0.2})["settings"] == '{"lr": 0.1}'
+    total_steps: int = 10
+    gamma: float = 0.9
+    eval_every: int = 5
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"eval_every"})
+    EXTENT: ClassVar[str] = "total_steps"
+
+
+@dataclass
+class TaskSettings:
+    """A task's settings beside the loop's."""
+
+    width: int = 4
+
+
+def test_settings_check_on_resume(tmp_path, capsys):
+    saved = (LoopSettings(out_dir=str(tmp_path)), TaskSettings())
+    Run(tmp_path, settings=saved).save_checkpoint({"step": 10})
+
+    def load(*settings):
+        return Run(tmp_path, settings=settings).load_checkpoint("cpu")
+
+    assert load(LoopSettings(eval_every=7, device="cpu", out_dir="moved"), TaskSettings())  # what may change
+    with pytest.raises(ResumeError, match=r"other settings: --gamma: 0.9 -> 0.5; use --out-dir elsewhere, or "
+                                          r"--overwrite"):
+        load(LoopSettings(gamma=0.5), TaskSettings())
+    with pytest.raises(ResumeError, match=r"--total-steps: 10 -> 8 \(fewer than the run's; 10 or more extends it\); "
+                                          r"--width: 4 -> 8"):
+        load(LoopSettings(total_steps=8), TaskSettings(width=8))
+    capsys.readouterr()
+    load(LoopSettings(total_steps=20), TaskSettings())
+    assert capsys.readouterr().out == f"extending run {tmp_path} from 10 to 20 steps\n"
+
+
+def test_old_checkpoints_are_checked_against_what_they_kept(tmp_path):
+    # The trainer's checkpoint kept its own settings as a JSON string, settings.json the others by class name.
+    Run(tmp_path).save_checkpoint({"step": 3, "settings": json.dumps({"gamma": 0.9, "total_steps": 6})})
+    (tmp_path / "settings.json").write_text(json.dumps({"TaskSettings": {"width": 4}, "runtime": {"device": "cpu"}}))
+    with pytest.raises(ResumeError, match=r"other settings: --width: 4 -> 8; use"):
+        Run(tmp_path, settings=(LoopSettings(total_steps=6), TaskSettings(width=8))).load_checkpoint("cpu")
+    # Fields a record lacks count as their defaults; a checkpoint without settings compares only its step.
+    assert Run(tmp_path, settings=(LoopSettings(total_steps=6), TaskSettings())).load_checkpoint("cpu")
+    (tmp_path / "settings.json").unlink()
+    Run(tmp_path).save_checkpoint({"step": 3})
+    assert Run(tmp_path, settings=(LoopSettings(total_steps=3, gamma=0.1),)).load_checkpoint("cpu")
+    with pytest.raises(ResumeError, match=r"--total-steps: 3 -> 2"):
+        Run(tmp_path, settings=(LoopSettings(total_steps=2),)).load_checkpoint("cpu")
+    # Without settings nothing is compared.
+    assert Run(tmp_path).load_checkpoint("cpu")["step"] == 3
+
+
+def test_resume_off_refuses_a_checkpoint_and_overwrite_deletes_the_run(tmp_path):
+    run = Run(tmp_path)
+    with run:
+        run.write_settings({"a": 1})
+        run.open_writer(0, "settings", "precision")
+        run.save_checkpoint({"step": 1})
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("the user's")
+    with pytest.raises(ResumeError, match=r"holds a run \(checkpoint.pt\) and --resume is false; use --out-dir"):
+        Run(tmp_path, resume=False)
+    with pytest.raises(ResumeError, match="holds a run"):
+        Run.check_folder(tmp_path, (LoopSettings(),), resume=False)
+    fresh = Run(tmp_path, resume=False, overwrite=True)
+    assert not fresh.has_checkpoint and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_damaged_or_unfitting_checkpoints_are_clear_errors(tmp_path):
     run = Run(tmp_path)
     assert not run.has_checkpoint
     run.checkpoint_path.write_bytes(b"garbage")
-    assert run.has_checkpoint and not Run(tmp_path, resume=False).has_checkpoint
-    with pytest.raises(RuntimeError, match="(?s)unreadable.*delete it or pass resume=False"):
+    run = Run(tmp_path)
+    assert run.has_checkpoint
+    with pytest.raises(ResumeError, match="(?s)unreadable.*delete it, or pass --overwrite"):
         run.load_checkpoint("cpu")
     run.save_checkpoint({"model": torch.nn.Linear(2, 2).state_dict()})
     state = run.load_checkpoint("cpu")

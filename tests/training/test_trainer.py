@@ -162,22 +162,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_torchrun_two_cpu_processes_on_gloo(tmp_path):
-    out = tmp_path / "ddp"
+def torchrun_train_tools(out, iterations):
+    """``train-tools`` in two CPU processes started by torchrun."""
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
         "--master_port", str(free_port()),
-        "-m", "toolchain_restore.cli", "train-tools", "--tools", "5", "9", "--iterations", "3", "--batch-size", "2",
-        "--patch-size", "24", "--eval-patches", "4", "--eval-every", "3", "--checkpoint-every", "3",
-        "--device", "cpu", "--progress", "false", "--out-dir", str(out),
+        "-m", "toolchain_restore.cli", "train-tools", "--tools", "5", "9", "--iterations", str(iterations),
+        "--batch-size", "2", "--patch-size", "24", "--eval-patches", "4", "--eval-every", "3",
+        "--checkpoint-every", "3", "--device", "cpu", "--progress", "false", "--out-dir", str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_on_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    done = torchrun_train_tools(out, 3)
     assert done.returncode == 0, done.stderr[-3000:]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
     assert (out / "toolbox.safetensors").is_file()
-    assert "psnr_gain/tool05" in done.stdout
+    assert done.stdout.count("psnr_gain/tool05") == 1  # rank 0 alone prints the summary
+    extended = torchrun_train_tools(out, 4)
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    assert extended.stdout.count(f"extending run {out} from 3 to 4 steps") == 1
+    assert extended.stdout.count("psnr_gain/tool05") == 1
 
 
 ITERATIONS, CHECKPOINT_EVERY, KILLED_AT = 10, 2, 5

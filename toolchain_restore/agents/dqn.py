@@ -18,13 +18,13 @@ import copy
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import RunSettings, ToolchainSettings, TrainingPatches
+from ..config import ToolchainSettings, TrainingPatches, TrainingRunSettings
 from ..envs import ToolchainRestoreVectorEnv
 from ..envs.episode import STOP, shared_toolbox
 from ..envs.figures import toolchain_figure, trace_policy
@@ -47,9 +47,11 @@ LOG_EVERY = 1000
 
 
 @dataclass
-class DQNSettings(RunSettings, ToolchainSettings, TrainingPatches):
+class DQNSettings(TrainingRunSettings, ToolchainSettings, TrainingPatches):
     """Recurrent DQN settings; the defaults are the official code's (DIV2K, on a GPU).
-    ``precision`` sets how the Q-network and the tools compute; a resumed run may change it."""
+    ``precision`` sets how the Q-network and the tools compute. A resumed run may change
+    where and how it computes, its evaluations (``eval_every``, ``eval_patches``, ``views``)
+    and ``checkpoint_every``; ``total_steps`` may grow (:mod:`~toolchain_restore.training.resume`)."""
 
     toolbox: str | None = None
     """Toolbox file; None = the shipped (jointly fine-tuned) one. The shipped agent began on the separately trained weights/toolbox.safetensors."""
@@ -99,8 +101,6 @@ class DQNSettings(RunSettings, ToolchainSettings, TrainingPatches):
     """Held-out test patches per severity in each evaluation."""
     checkpoint_every: int = 50_000
     """Environment steps between checkpoints (networks, optimiser, replay, counters, RNG)."""
-    resume: bool = True
-    """Continue from out_dir's checkpoint when there is one."""
     init_agent: str | None = None
     """Start from this agent file's weights instead of a fresh network (a second training stage)."""
     demonstrations: list[str] = field(default_factory=list)
@@ -115,6 +115,9 @@ class DQNSettings(RunSettings, ToolchainSettings, TrainingPatches):
     """Weight of the large-margin loss beside the regression of all 13 Q-values."""
     out_dir: str = "runs/agent"
     """Where the agent, TensorBoard logs and settings go."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"eval_every", "eval_patches", "views", "checkpoint_every"})
+    EXTENT: ClassVar[str] = "total_steps"
 
 
 CPU_PRESET = dict(
@@ -196,11 +199,6 @@ class HeldOutEvaluation(Callback):
                 state.metrics[f"{level}/{key}"] = value
         picture = np.asarray(toolchain_picture(self.policy, s, state.device))
         writer.add_image("images/toolchains", picture, state.step, dataformats="HWC")
-
-
-RESUMABLE_CHANGES = {"total_steps", "eval_every", "eval_patches", "checkpoint_every", "resume", "device", "out_dir",
-                     "views", "precision"}
-"""Settings a resumed run may change; any other difference makes the checkpoint refuse to load."""
 
 
 class EpisodeCollector:
@@ -334,12 +332,18 @@ def checkpoint_state(s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNet
             "rng": rng.bit_generator.state, "counters": counters}
 
 
+def checkpoint_step(state: dict[str, Any]) -> int:
+    """The environment steps a DQN checkpoint holds."""
+    return int(state["counters"]["global_step"])
+
+
 def resume(run: Run, s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork,
            optimizer: torch.optim.Optimizer, replay: EpisodeReplay, rng: np.random.Generator,
            device: torch.device) -> dict[str, int]:
     """Networks, optimiser, replay memory, random state and counters from the run's
-    checkpoint, once its settings are checked against ``s``."""
-    state = run.load_checkpoint(device, settings=asdict(s), weights_only=False)  # the replay holds numpy arrays
+    checkpoint, once the resume rule accepted ``s`` (the run's settings)."""
+    # The replay holds numpy arrays: not loadable with weights_only.
+    state = run.load_checkpoint(device, step_of=checkpoint_step, weights_only=False)
     run.restore(state, {"q": q, "target": target, "optimizer": optimizer})
     for images, actions, rewards in state["replay"]:
         replay.add(Episode(images, actions, rewards))
@@ -406,8 +410,7 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
     s = settings
     check_views(s.views)
     device = resolve_device(s.device)
-    run = Run(s.out_dir, resume=s.resume, resumable=RESUMABLE_CHANGES, undo_resume="--resume false",
-              schedule=lr_schedule(s))
+    run = Run(s.out_dir, settings=(s,), resume=s.resume, overwrite=s.overwrite, schedule=lr_schedule(s))
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
     q, target, optimizer, scaler, replay, counters = setup(s, run, device, rng)

@@ -9,9 +9,9 @@ one. The generic trainer runs it (checkpoints, resume, TensorBoard, torchrun).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS, TOOL_SPECS, Toolbox, load_toolbox
 from ..tools.data import tool_degrade_fn
 from ..tools.training import band_test_set
-from ..training import Trainer, TrainerSettings, step_rng
+from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .policy import RecurrentQPolicy, load_agent
 
 __all__ = ["JointTuningSettings", "JointTuningTask", "joint_tune"]
@@ -56,6 +56,9 @@ class JointTuningSettings(AgentSelection, ToolchainSettings, TrainingPatches):
     eval_band_patches: int = 32
     """Held-out patches per tool at the middle of its own band in each evaluation (0 = none):
     each tool's gain there, before and after, shows what joint tuning did to single use."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"eval_patches", "eval_levels", "eval_band_patches"})
+    """The held-out evaluations may change on resume; what the tools are tuned on may not."""
 
 
 class _PerUseGradient(torch.autograd.Function):
@@ -207,7 +210,7 @@ def joint_tune(settings: JointTuningSettings, trainer: TrainerSettings, output: 
     """Fine-tune the toolbox jointly; write it to ``output`` (default out_dir/toolbox.safetensors)."""
     task = JointTuningTask(settings, precision=trainer.precision)
     metrics = Trainer(trainer, (settings,)).fit(task)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         output = Path(output) if output else Path(trainer.out_dir) / "toolbox.safetensors"
         task.model.cpu().save(output, joint_tuning_iterations=trainer.iterations, agent=settings.agent or "shipped")
     return metrics

@@ -9,10 +9,9 @@ held-out patches the agent's evaluation draws (:func:`~toolchain_restore.evaluat
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from ..degrade import SEVERITY_BANDS
 from ..envs.episode import check_arguments, draw_patch, make_sampler
 from ..envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from ..metrics import batch_psnr
-from ..training import Trainer, TrainerSettings, step_rng
+from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .cnn import BASELINE_ARCHITECTURES, load_baseline, save_baseline
 
 __all__ = ["CNNBaselineSettings", "CNNBaselineTask", "train_baseline", "evaluate_baseline"]
@@ -65,6 +64,9 @@ class CNNBaselineSettings(TrainingPatches):
     """Start from this baseline file instead of random weights (its architecture must match arch)."""
     init_seed: int = 0
     """Seed of the initial weights (batches are seeded by the trainer's --seed)."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"eval_patches", "eval_patch_size", "eval_seed"})
+    """The held-out evaluation may change on resume; what the network is and trains on may not."""
 
 
 @torch.no_grad()
@@ -150,7 +152,7 @@ def train_baseline(settings: CNNBaselineSettings, trainer: TrainerSettings, outp
     the final held-out metrics (``psnr/moderate``, ``gain/severe``, ...)."""
     task = CNNBaselineTask(settings)
     metrics = Trainer(trainer, (settings,)).fit(task)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         output = Path(output) if output else Path(trainer.out_dir) / f"{settings.arch}.safetensors"
         save_baseline(
             task.model.cpu(),

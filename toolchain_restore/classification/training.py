@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..serialization import load_model, save_weights
-from ..training import Trainer, TrainerSettings, step_rng
+from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .data import (ClassificationData, cifar10_batches, cifar100_batches, cifar_folder, distortion_patches,
                    folder_of_classes)
 from .network import Classifier
@@ -137,7 +137,7 @@ def train_classifier(settings: ClassificationSettings, trainer: TrainerSettings,
     test metrics and the task (its model and data)."""
     task = ClassificationTask(settings, seed=trainer.seed)
     metrics = Trainer(trainer, (settings,)).fit(task)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         output = Path(output) if output else Path(trainer.out_dir) / "classifier.safetensors"
         save_classifier(task.model.cpu(), output, task.train.classes, data=settings.data,
                         iterations=trainer.iterations, metrics=metrics)

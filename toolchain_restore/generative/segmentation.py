@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..serialization import load_model, save_weights
-from ..training import Trainer, TrainerSettings, step_rng
+from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .scenes import SCENE_CLASSES, Scene, colorize_labels, procedural_split
 
 __all__ = [
@@ -274,7 +274,7 @@ def train_segmenter(settings: SegmentationSettings, trainer: TrainerSettings,
     to ``output`` (default out_dir/segmenter.safetensors); return the final test metrics."""
     task = SegmentationTask(settings, seed=trainer.seed)
     metrics = Trainer(trainer, (settings,)).fit(task)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         output = Path(output) if output else Path(trainer.out_dir) / "segmenter.safetensors"
         save_segmenter(task.model.cpu(), output, task.classes, height=settings.height, image_width=settings.width,
                        train_scenes=settings.train_scenes, iterations=trainer.iterations, metrics=metrics)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from ..config import CleanImages
 from ..data import PatchSampler, image_set
 from ..data.tensors import to_tensor
 from ..metrics import batch_psnr
-from ..training import Trainer, TrainerSettings, step_rng
+from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .data import tool_degrade_fn
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
 from .toolbox import Toolbox
@@ -44,6 +44,9 @@ class ToolTrainingSettings(CleanImages):
     """Seed of the initial weights (batches are seeded by the trainer's --seed)."""
     conv: str = "plain"
     """The tools' convolutions: 'plain' (the paper's) or DCNet decoupled, e.g. 'tanh_cos' (ignored with --init)."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"eval_patches"})
+    """The held-out evaluation's size may change on resume; what the tools train on may not."""
 
 
 def band_test_set(
@@ -138,7 +141,7 @@ def train_toolbox(settings: ToolTrainingSettings, trainer: TrainerSettings, outp
     """Train the selected tools; write the toolbox to ``output`` (default out_dir/toolbox.safetensors)."""
     task = ToolTrainingTask(settings)
     metrics = Trainer(trainer, (settings,)).fit(task)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         output = Path(output) if output else Path(trainer.out_dir) / "toolbox.safetensors"
         task.model.cpu().save(output, tools=[i + 1 for i in task.indices], iterations=trainer.iterations)
     return metrics

@@ -1,7 +1,8 @@
 """Processes started by ``torchrun``: which one this is, and keeping their weights equal.
 
 Rank 0 alone writes files and prints (:class:`~toolchain_restore.training.run.Run`
-asks :attr:`Distributed.is_main`); every process trains. Gradients are averaged
+asks :attr:`Distributed.is_main`; the jobs and commands, which write their weights and
+print their summaries after training, ask :func:`is_main_process`); every process trains. Gradients are averaged
 explicitly rather than through DistributedDataParallel, so that a task may call its model
 any number of times per step (one call per tool, a chain of tools, a generator and a
 discriminator).
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Distributed", "trainable", "broadcast_parameters", "average_gradients", "check_in_sync"]
+__all__ = ["Distributed", "is_main_process", "trainable", "broadcast_parameters", "average_gradients", "check_in_sync"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class Distributed:
         """Wait for every process (no-op for one)."""
         if self.active:
             torch.distributed.barrier()
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of the ``torchrun`` processes (or the only process):
+    the one that writes the results and prints."""
+    return Distributed.from_env().is_main
 
 
 def trainable(model: nn.Module) -> list[torch.Tensor]:

@@ -1,17 +1,20 @@
 """One training run's folder and the bookkeeping every training loop of the project shares.
 
 A :class:`Run` owns, for the generic :class:`~toolchain_restore.training.Trainer` and the
-recurrent DQN alike: the run directory, ``settings.json`` and the settings check on
-resume, atomic checkpoints that carry the random state, resuming, the TensorBoard writer,
-the learning-rate schedule, the progress bar, and ``torchrun`` ranks (only rank 0 writes
-or prints). What a loop keeps in its checkpoint is its own business; the run adds the
-random state and writes it.
+recurrent DQN alike: the run directory, ``settings.json``, the resume rule
+(:mod:`~toolchain_restore.training.resume`: continue only with the settings that define the
+run, extend it with more steps, ``overwrite`` to start afresh), atomic checkpoints that
+carry the random state, resuming, the TensorBoard writer, the learning-rate schedule, the
+progress bar, and ``torchrun`` ranks (only rank 0 writes or prints). What a loop keeps in
+its checkpoint is its own business; the run adds the random state and writes it.
 
 Checkpoint format (``checkpoint.pt``, one ``torch.save`` dict):
 
 - the loop's own entries (the trainer: ``step``, ``model``, ``optimizer``,
   ``grad_scaler``, ``settings`` as a JSON string; the DQN: ``settings`` as a dict, ``q``,
   ``target``, ``optimizer``, ``replay``, ``rng``, ``counters``);
+- ``run_settings``: every settings dataclass of the run, ``{class name: fields}`` as a
+  JSON string (what the resume rule compares; absent from older checkpoints);
 - ``torch_rng``: :func:`torch.get_rng_state`;
 - ``cuda_rng``: :func:`torch.cuda.get_rng_state_all` (``[]`` without CUDA);
 - ``python_rng``: :func:`random.getstate` as nested lists;
@@ -24,6 +27,9 @@ Lists rather than arrays keep the file loadable with ``weights_only=True``. Chec
 written before this module existed have the same entries less ``python_rng`` and
 ``numpy_rng`` (and the DQN's less ``cuda_rng``); a missing entry leaves that generator as
 it is, which is exactly what the code of the time did on resume.
+
+Files of a run (what ``overwrite`` deletes): ``checkpoint.pt``, ``settings.json``,
+``metrics.json`` and the TensorBoard events, in the folder and in its sub-writers' folders.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -42,12 +48,22 @@ import torch
 from ..config import settings_markdown
 from ..serialization import atomic_write
 from .distributed import Distributed
+from .resume import WAY_OUT, ResumeError, check_resume, read_checkpoint, settings_record, will_resume
 from .schedule import LearningRateSchedule
 
-__all__ = ["Run", "CHECKPOINT_NAME", "SETTINGS_NAME", "random_state", "restore_random_state", "settings_markdown"]
+__all__ = ["Run", "CHECKPOINT_NAME", "SETTINGS_NAME", "METRICS_NAME", "ResumeError", "random_state",
+           "restore_random_state", "settings_markdown", "checkpoint_step"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 SETTINGS_NAME = "settings.json"
+METRICS_NAME = "metrics.json"
+EVENTS_PATTERN = "events.out.tfevents.*"
+"""TensorBoard's event files."""
+
+
+def checkpoint_step(state: Mapping[str, Any]) -> int:
+    """The optimiser steps a generic trainer's checkpoint holds (its ``step``)."""
+    return int(state["step"])
 
 
 class Stateful(Protocol):
@@ -103,23 +119,30 @@ class Run:
 
     Args:
         out_dir: the run directory (created at once).
-        resume: continue from the folder's checkpoint when there is one.
-        resumable: settings a resumed run may change; any other difference from the
-            checkpoint's ``settings`` refuses to load. None: no check (the generic
-            trainer's way: the checkpoint must only fit the model).
-        undo_resume: how the user turns resuming off, for the error messages.
+        settings: the run's settings dataclasses, the loop's own first (it has ``EXTENT``):
+            what the resume rule compares with the checkpoint's and the checkpoint keeps.
+            Empty: nothing is compared (the checkpoint must only fit the model).
+        resume: continue from the folder's checkpoint; off, a checkpoint there is an error.
+        overwrite: start afresh: the folder's run files are deleted (rank 0).
         schedule: the learning-rate schedule :meth:`set_learning_rate` follows.
         distributed: the ``torchrun`` ranks (default: read from the environment).
+
+    Raises:
+        ResumeError: ``resume`` is off and the folder holds a checkpoint.
     """
 
-    def __init__(self, out_dir: str | Path, *, resume: bool = True, resumable: Collection[str] | None = None,
-                 undo_resume: str = "resume=False", schedule: LearningRateSchedule | None = None,
+    def __init__(self, out_dir: str | Path, *, settings: Sequence[Any] = (), resume: bool = True,
+                 overwrite: bool = False, schedule: LearningRateSchedule | None = None,
                  distributed: Distributed | None = None) -> None:
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.resume, self.resumable, self.undo_resume = resume, resumable, undo_resume
+        self.settings = tuple(settings)
+        self.overwrite = overwrite
         self.schedule = schedule
         self.distributed = Distributed.from_env() if distributed is None else distributed
+        self._resuming = will_resume(self.checkpoint_path, resume, overwrite)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite and self.is_main:
+            self._delete_run_files(self.out_dir)
         self.resumed = False
         """Whether a checkpoint was loaded."""
         self.writer: Any = _NullWriter()
@@ -127,6 +150,18 @@ class Run:
         self._bars: list[Any] = []
         self._cpu_at_start = time.process_time()
         self._cpu_before = 0.0
+
+    @classmethod
+    def check_folder(cls, out_dir: str | Path, settings: Sequence[Any], *, resume: bool = True,
+                     overwrite: bool = False, step_of: Callable[[Mapping[str, Any]], int] = checkpoint_step,
+                     weights_only: bool = True) -> None:
+        """The resume rule on ``out_dir`` without touching it: a :class:`ResumeError` where a
+        run with ``settings`` could not start there. A job of several stages checks every
+        stage's folder first, so that a refusal leaves every stage as it was."""
+        path = Path(out_dir) / CHECKPOINT_NAME
+        if will_resume(path, resume, overwrite) and settings:
+            state = read_checkpoint(path, "cpu", weights_only=weights_only, mmap=True)
+            check_resume(state, Path(out_dir) / SETTINGS_NAME, settings, step_of(state), Path(out_dir))
 
     # -- where things are -----------------------------------------------------------------
     @property
@@ -144,49 +179,54 @@ class Run:
 
     @property
     def has_checkpoint(self) -> bool:
-        """Whether the run will resume: resuming is on and the checkpoint exists."""
-        return self.resume and self.checkpoint_path.is_file()
+        """Whether the run will resume: there is a checkpoint and ``overwrite`` is off."""
+        return self._resuming
 
     @property
     def cpu_seconds(self) -> float:
         """CPU time of this process since the run started, earlier sessions included."""
         return self._cpu_before + time.process_time() - self._cpu_at_start
 
+    @staticmethod
+    def _delete_run_files(folder: Path) -> None:
+        """Delete the files a run writes in ``folder`` (none of the user's others)."""
+        for name in (CHECKPOINT_NAME, SETTINGS_NAME, METRICS_NAME):
+            (folder / name).unlink(missing_ok=True)
+        for events in folder.glob(EVENTS_PATTERN):
+            events.unlink()
+
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write ``state`` plus the random state atomically (rank 0), then wait for every process."""
+        """Write ``state`` plus the random state (and the run's settings) atomically (rank 0),
+        then wait for every process."""
         if self.is_main:
             full = {**state, **random_state(), "cpu_seconds": self.cpu_seconds}
+            if self.settings:
+                full["run_settings"] = json.dumps(settings_record(self.settings))
             atomic_write(self.checkpoint_path, lambda tmp: torch.save(full, tmp))
         self.distributed.barrier()
 
-    def load_checkpoint(self, map_location: torch.device | str, *, settings: Mapping[str, Any] | None = None,
+    def load_checkpoint(self, map_location: torch.device | str, *,
+                        step_of: Callable[[Mapping[str, Any]], int] = checkpoint_step,
                         weights_only: bool = True) -> dict[str, Any]:
-        """Read the checkpoint, check its settings against ``settings`` (when the run has a
-        ``resumable`` list), put the random state back, and return it for the loop to
-        restore its own parts from (:meth:`restore`)."""
-        path = self.checkpoint_path
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=weights_only)
-            saved = state["settings"] if self.resumable is not None and settings is not None else None
-        except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file; one advice fits all
-            raise RuntimeError(
-                f"cannot resume: checkpoint {path} is unreadable ({err}); delete it or pass {self.undo_resume}"
-            ) from err
-        if saved is not None:
-            self._check_settings(json.loads(saved) if isinstance(saved, str) else saved, settings)
+        """Read the checkpoint and apply the resume rule to it (``step_of`` reads its step);
+        then put the random state back and return it for the loop to restore its own parts
+        from (:meth:`restore`). Rank 0 prints a line when the run is extended.
+
+        Raises:
+            ResumeError: an unreadable checkpoint, or settings the rule refuses.
+        """
+        state = read_checkpoint(self.checkpoint_path, map_location, weights_only=weights_only)
+        extending = None  # a run without settings compares nothing
+        if self.settings:
+            extending = check_resume(state, self.settings_path, self.settings, step_of(state), self.out_dir)
+        if extending and self.is_main:
+            print(extending, flush=True)
         restore_random_state(state)
         # A checkpoint from before CPU time was kept counts from here.
         self._cpu_before = float(state.get("cpu_seconds", 0.0))
         self.resumed = True
         return state
-
-    def _check_settings(self, saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
-        changed = sorted(k for k, v in current.items() if k not in self.resumable and saved.get(k) != v)
-        if changed:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-            raise RuntimeError(f"cannot resume from {self.checkpoint_path}: it was trained with other settings "
-                               f"({detail}); use another out_dir or {self.undo_resume}")
 
     def restore(self, state: Mapping[str, Any], parts: Mapping[str, Stateful],
                 optional: Mapping[str, Stateful] | None = None) -> None:
@@ -199,10 +239,8 @@ class Run:
                 if state.get(key):
                     part.load_state_dict(state[key])
         except (RuntimeError, ValueError, KeyError) as err:
-            raise RuntimeError(
-                f"cannot resume: checkpoint {self.checkpoint_path} does not fit this model/settings ({err}); "
-                f"use another out_dir or {self.undo_resume}"
-            ) from err
+            raise ResumeError(f"cannot resume: checkpoint {self.checkpoint_path} does not fit this model/settings "
+                              f"({err}); {WAY_OUT}") from err
 
     # -- what rank 0 writes and shows -----------------------------------------------------
     def write_settings(self, content: Mapping[str, Any]) -> None:
@@ -225,11 +263,14 @@ class Run:
 
     def sub_writer(self, name: str) -> Any:
         """A TensorBoard writer of its own in ``out_dir/name`` (rank 0; a no-op elsewhere),
-        for a stage before the main loop; use it as a context manager."""
+        for a stage before the main loop; use it as a context manager. With ``overwrite``,
+        the run files of an earlier run there (its events) are deleted first."""
         if not self.is_main:
             return _NullWriter()
         from torch.utils.tensorboard import SummaryWriter
 
+        if self.overwrite and (self.out_dir / name).is_dir():
+            self._delete_run_files(self.out_dir / name)
         return SummaryWriter(str(self.out_dir / name))
 
     def progress_bar(self, total: int, initial: int, desc: str, enabled: bool = True) -> Any:

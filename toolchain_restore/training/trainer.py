@@ -3,9 +3,10 @@
 What it owns: the optimiser, the loop (prefetched batches, precision, gradient clipping,
 data-parallel gradient averaging across processes started by ``torchrun``), and what it
 logs: losses, held-out metrics and sample images. The run directory, settings file,
-checkpoints, resuming, TensorBoard writer, learning-rate schedule and progress bar are
-the :class:`~toolchain_restore.training.run.Run`'s, shared with the recurrent DQN; a
-model's extras (DCNet's filter projection and orthogonality penalty) are
+checkpoints, resuming (by the rule of :mod:`~toolchain_restore.training.resume`),
+TensorBoard writer, learning-rate schedule and progress bar are the
+:class:`~toolchain_restore.training.run.Run`'s, shared with the recurrent DQN; a model's
+extras (DCNet's filter projection and orthogonality penalty) are
 :class:`~toolchain_restore.training.callbacks.Callback` hooks.
 
 What a task owns (:class:`TrainingTask`): the model, how to make the batch of a given
@@ -21,17 +22,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import RunSettings
+from ..config import TrainingRunSettings
 from ..runtime import Precision, autocast, check_precision, precision_summary, resolve_device, resolve_precision
 from .callbacks import Callback, CallbackList, TrainingState
 from .distributed import Distributed, average_gradients, broadcast_parameters, check_in_sync, trainable
-from .run import CHECKPOINT_NAME, Run, settings_markdown
+from .resume import settings_record
+from .run import CHECKPOINT_NAME, METRICS_NAME, Run, settings_markdown
 from .schedule import LearningRateSchedule
 
 __all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_at", "settings_markdown", "step_rng",
@@ -39,9 +41,12 @@ __all__ = ["TrainerSettings", "TrainingTask", "Trainer", "resolve_device", "lr_a
 
 
 @dataclass
-class TrainerSettings(RunSettings):
+class TrainerSettings(TrainingRunSettings):
     """Settings of the generic training loop. ``precision`` applies to the task's forward
-    pass, under torch.autocast; with fp16 (CUDA) the loss is scaled against underflow."""
+    pass, under torch.autocast; with fp16 (CUDA) the loss is scaled against underflow.
+    A resumed run may change where and how it computes, how often it logs, evaluates and
+    checkpoints, and ``hold`` (pix2pixHD derives it from ``iterations``); ``iterations``
+    may grow (:mod:`~toolchain_restore.training.resume`)."""
 
     out_dir: str = "runs/train"
     """Folder for checkpoints, TensorBoard events and the resolved settings."""
@@ -83,10 +88,11 @@ class TrainerSettings(RunSettings):
     """Steps between TensorBoard loss records."""
     prefetch: int = 2
     """Batches prepared ahead in background threads."""
-    resume: bool = True
-    """Continue from out_dir's checkpoint when there is one."""
     progress: bool = True
     """Show a progress bar."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"checkpoint_every", "eval_every", "log_every", "prefetch",
+                                                     "progress", "hold"})
 
     def __post_init__(self) -> None:
         if self.amp is not None:
@@ -200,6 +206,17 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return Path(self.settings.out_dir) / CHECKPOINT_NAME
 
+    @property
+    def run_settings(self) -> tuple[Any, ...]:
+        """Every settings dataclass of the run, the trainer's first: what the resume rule compares."""
+        return (self.settings, *self.extra_settings)
+
+    def check_folder(self) -> None:
+        """The resume rule on out_dir, touching nothing: a ResumeError where :meth:`fit`
+        would refuse. A job of several stages checks them all before training the first."""
+        s = self.settings
+        Run.check_folder(s.out_dir, self.run_settings, resume=s.resume, overwrite=s.overwrite)
+
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         s = self.settings
         params = trainable(model)
@@ -215,7 +232,8 @@ class Trainer:
         """Train to ``settings.iterations`` steps (resuming if possible); return the final evaluation."""
         s = self.settings
         device = resolve_device(s.device)
-        run = Run(s.out_dir, resume=s.resume, schedule=trainer_schedule(s))
+        run = Run(s.out_dir, settings=self.run_settings, resume=s.resume, overwrite=s.overwrite,
+                  schedule=trainer_schedule(s))
         device = run.distributed.setup(device)
         # The task built (and seeded) the model; under torchrun every process then takes rank
         # 0's weights. The torch RNG serves only the loop; a resumed run takes rank 0's from
@@ -238,14 +256,14 @@ class Trainer:
         loop = TrainingState(run, model, device, start)
         with run:
             runtime = {"device": str(device), "precision": choice.precision, "precision_reason": choice.reason}
-            run.write_settings({**{type(x).__name__: asdict(x) for x in (s, *self.extra_settings)}, "runtime": runtime})
+            run.write_settings({**settings_record(self.run_settings), "runtime": runtime})
             # Every (re)start records what the precision resolved to on this machine.
             run.open_writer(start, settings_markdown(s, *self.extra_settings), precision_summary(s.precision, device))
             callbacks.on_train_start(loop)
             metrics = self._loop(task, run, optimizer, scaler, choice.precision, callbacks, loop)
             callbacks.on_train_end(loop)
         if run.is_main:
-            (run.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            (run.out_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2))
         return metrics
 
     def _loop(self, task: TrainingTask, run: Run, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from ...config import Command, DeviceSettings, Preset, add_commands
-from ...training import TrainerSettings
+from ...training import TrainerSettings, is_main_process
 from .clusters import FeatureClusters
 from .model import Pix2PixHD, Pix2PixHDSettings, preset
 from .training import TRAINER_DEFAULTS
@@ -115,6 +115,8 @@ def _pix2pixhd_train(options: Pix2PixHDTrainOptions, settings: Pix2PixHDSettings
     # hold defaults to None here: half of however many --iterations were asked for.
     trainer = replace(trainer, hold=trainer.iterations // 2 if trainer.hold is None else trainer.hold)
     metrics = train_pix2pixhd(settings, trainer, options.global_iterations, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     print("held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {options.output or f'{trainer.out_dir}/pix2pixhd.safetensors'} (TensorBoard logs beside it)")
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ...metrics import batch_psnr
-from ...training import Trainer, TrainerSettings, step_rng
+from ...training import Trainer, TrainerSettings, is_main_process, step_rng
 from ..datasets import folder_options, label_count_of, resize_maps, sample_batch, synthesis_set, to_model_image
 from ..losses import VGGLoss, feature_matching_loss, load_vgg19, lsgan_loss
 from ..scenes import colorize_labels
@@ -161,33 +161,47 @@ class Pix2PixHDTask:
         return {"layout_generated_real": torch.cat(rows, dim=1)} if rows else {}
 
 
+def _stage_trainers(settings: Pix2PixHDSettings, trainer: TrainerSettings,
+                    global_iterations: int | None) -> dict[str, TrainerSettings]:
+    """Each stage's trainer settings by stage name, in training order, each in its own folder
+    of ``trainer.out_dir``: the global stage, then the enhancer stage when there are enhancers."""
+    out = Path(trainer.out_dir)
+    if not settings.n_local_enhancers:
+        return {"global": replace(trainer, out_dir=str(out / "global"))}
+    steps = trainer.iterations if global_iterations is None else global_iterations
+    # The global stage keeps the final stage's proportion of constant learning rate.
+    return {"global": replace(trainer, out_dir=str(out / "global"), iterations=steps,
+                              hold=steps * trainer.hold // max(1, trainer.iterations)),
+            "enhancer": replace(trainer, out_dir=str(out / "enhancer"))}
+
+
 def train_pix2pixhd(settings: Pix2PixHDSettings, trainer: TrainerSettings, global_iterations: int | None = None,
                     output: str | os.PathLike | None = None) -> dict[str, float]:
     """The staged schedule; returns the last stage's held-out metrics and writes the model
-    to ``output`` (default out_dir/pix2pixhd.safetensors).
+    to ``output`` (default out_dir/pix2pixhd.safetensors). Every stage's folder passes the
+    resume rule before the first stage trains, so that a refusal leaves them all as they were.
 
     Arguments:
         trainer: the final stage's trainer settings (its ``iterations``); ``out_dir`` holds one folder per stage.
         global_iterations: steps of the global stage before the enhancer stage (default: ``trainer.iterations``);
             ignored without enhancers, where G1 trains alone at full resolution.
     """
-    out = Path(trainer.out_dir)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+    stages = _stage_trainers(settings, trainer, global_iterations)
+    for stage_trainer in stages.values():
+        Trainer(stage_trainer, (settings,)).check_folder()
     init = None
-    if settings.n_local_enhancers:
-        steps = trainer.iterations if global_iterations is None else global_iterations
+    if "enhancer" in stages:
         first = Pix2PixHDTask(settings, "global", seed=trainer.seed)
-        # The global stage keeps the final stage's proportion of constant learning rate.
-        stage_trainer = replace(trainer, out_dir=str(out / "global"), iterations=steps,
-                                hold=steps * trainer.hold // max(1, trainer.iterations))
-        Trainer(stage_trainer, (first.settings,)).fit(first)
-        if rank0:
-            save_pix2pixhd(first.model.cpu(), out / "global" / "pix2pixhd.safetensors", iterations=steps)
+        Trainer(stages["global"], (first.settings,)).fit(first)
+        if is_main_process():
+            save_pix2pixhd(first.model.cpu(), Path(stages["global"].out_dir) / "pix2pixhd.safetensors",
+                           iterations=stages["global"].iterations)
         init = first.model
-    last = Pix2PixHDTask(settings, "enhancer" if settings.n_local_enhancers else "global", seed=trainer.seed, init=init)
-    stage_out = out / ("enhancer" if settings.n_local_enhancers else "global")
-    metrics = Trainer(replace(trainer, out_dir=str(stage_out)), (last.settings,)).fit(last)
-    if rank0:
-        save_pix2pixhd(last.model.cpu(), Path(output) if output else out / "pix2pixhd.safetensors",
+    stage = list(stages)[-1]
+    last = Pix2PixHDTask(settings, stage, seed=trainer.seed, init=init)
+    metrics = Trainer(stages[stage], (last.settings,)).fit(last)
+    if is_main_process():
+        save_pix2pixhd(last.model.cpu(), Path(output) if output else Path(trainer.out_dir) / "pix2pixhd.safetensors",
                        iterations=trainer.iterations, global_iterations=global_iterations, metrics=metrics)
     return metrics

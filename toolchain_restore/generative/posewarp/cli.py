@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ...config import Command, DeviceSettings, Preset, add_commands
-from ...training import TrainerSettings
+from ...training import TrainerSettings, is_main_process
 from .model import PoseWarp, PoseWarpSettings, preset
 from .training import TRAINER_DEFAULTS
 
@@ -75,6 +75,8 @@ def _train(options: PoseWarpTrainOptions, settings: PoseWarpSettings, trainer: T
     from .training import train_posewarp
 
     metrics = train_posewarp(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     print("held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {options.output or f'{trainer.out_dir}/posewarp.safetensors'} (TensorBoard logs beside it)")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -70,6 +70,9 @@ class PoseWarpSettings:
     """Held-out pairs for evaluation."""
     feature_std_images: int = 16
     """Training images over which each feature layer's standard deviation is measured (its normalisation)."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"gan_iterations"})
+    """The GAN stage's length is its own run's ``iterations`` (which may only grow there); the main stage ignores it."""
 
 
 def preset(name: Literal["cpu", "paper"], **changes) -> PoseWarpSettings:

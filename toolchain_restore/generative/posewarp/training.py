@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ...metrics import ssim
-from ...training import Trainer, TrainerSettings, step_rng
+from ...training import Trainer, TrainerSettings, is_main_process, step_rng
 from ..datasets import from_model_image, to_model_image
 from ..losses import lsgan_loss
 from ..scenes import label_palette
@@ -169,25 +169,35 @@ class PoseWarpTask:
         return images
 
 
+def _stage_trainers(settings: PoseWarpSettings, trainer: TrainerSettings) -> dict[str, TrainerSettings]:
+    """Each stage's trainer settings by stage name, in training order, each in its own folder
+    of ``trainer.out_dir``: the main stage, then the GAN stage with ``gan_iterations``."""
+    out = Path(trainer.out_dir)
+    stages = {"main": replace(trainer, out_dir=str(out / "main"))}
+    if settings.gan_iterations > 0:
+        stages["gan"] = replace(trainer, out_dir=str(out / "gan"), iterations=settings.gan_iterations, hold=0, warmup=0)
+    return stages
+
+
 def train_posewarp(settings: PoseWarpSettings, trainer: TrainerSettings,
                    output: str | os.PathLike | None = None) -> dict[str, float]:
     """The main stage in ``out_dir/main`` then, with ``gan_iterations``, the GAN stage in
-    ``out_dir/gan`` from the main stage's networks; each resumes from its own checkpoint.
-    Writes the model (without discriminator) to ``output`` (default out_dir/posewarp.safetensors)
-    and returns the last stage's held-out metrics."""
-    out = Path(trainer.out_dir)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    ``out_dir/gan`` from the main stage's networks; each resumes from its own checkpoint,
+    and both folders pass the resume rule before the main stage trains (a refusal leaves
+    them as they were). Writes the model (without discriminator) to ``output`` (default
+    out_dir/posewarp.safetensors) and returns the last stage's held-out metrics."""
+    stages = _stage_trainers(settings, trainer)
+    for stage_trainer in stages.values():
+        Trainer(stage_trainer, (settings,)).check_folder()
     main = PoseWarpTask(settings, seed=trainer.seed)
-    metrics = Trainer(replace(trainer, out_dir=str(out / "main")), (settings,)).fit(main)
+    metrics = Trainer(stages["main"], (settings,)).fit(main)
     model = main.model
-    if settings.gan_iterations > 0:
+    if "gan" in stages:
         stage = PoseWarpTask(settings, gan=True, init=main.model, seed=trainer.seed)
-        gan_trainer = replace(trainer, out_dir=str(out / "gan"), iterations=settings.gan_iterations,
-                              hold=0, warmup=0)
-        metrics = Trainer(gan_trainer, (settings,)).fit(stage)
+        metrics = Trainer(stages["gan"], (settings,)).fit(stage)
         model = stage.model
-    if rank0:
-        save_posewarp(model.cpu(), Path(output) if output else out / "posewarp.safetensors",
+    if is_main_process():
+        save_posewarp(model.cpu(), Path(output) if output else Path(trainer.out_dir) / "posewarp.safetensors",
                       iterations=trainer.iterations, gan_iterations=settings.gan_iterations, metrics=metrics)
     return metrics
 

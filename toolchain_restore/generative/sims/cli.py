@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from ...config import Command, DeviceSettings, Preset, add_commands, option
-from ...training import TrainerSettings
+from ...training import TrainerSettings, is_main_process
 from ..datasets import LayoutSource
 from .bank import MemoryBank, SegmentSettings
 from .model import Sims, SimsSettings, preset
@@ -100,6 +100,8 @@ def _train(options: SimsTrainOptions, settings: SimsSettings, trainer: TrainerSe
     from .training import train_sims
 
     metrics = train_sims(settings, trainer, options.output)
+    if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
+        return 0
     print("held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {options.output or f'{trainer.out_dir}/sims.safetensors'} (TensorBoard logs in {trainer.out_dir})")
     return 0

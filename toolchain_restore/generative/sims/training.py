@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...training import Trainer, TrainerSettings, step_rng
+from ...training import Trainer, TrainerSettings, is_main_process, step_rng
 from ..datasets import SynthesisSample, folder_options, label_count_of, synthesis_set, to_model_image
 from ..losses import load_vgg19
 from ..scenes import colorize_labels
@@ -273,7 +273,7 @@ def train_sims(settings: SimsSettings, trainer: TrainerSettings, output: str | o
     write the model to ``output`` (default out_dir/sims.safetensors)."""
     task = SimsTask(settings, seed=trainer.seed, bank=bank)
     metrics = Trainer(trainer, (task.settings,)).fit(task)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         save_sims(task.model.cpu(), Path(output) if output else Path(trainer.out_dir) / "sims.safetensors",
                   iterations=trainer.iterations, metrics=metrics)
     return metrics
