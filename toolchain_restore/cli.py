@@ -14,9 +14,10 @@ from .agents.joint import JointTuningSettings
 from .agents.sb3 import SB3Settings
 from .baselines.training import CNNBaselineSettings
 from .classification import ClassificationSettings
-from .config import (AgentSelection, CleanImages, Command, DeviceSettings, Preset, ToolboxSelection, ToolchainSettings,
-                     TrainingPatches, add_commands, option)
+from .config import (AgentSelection, CleanImages, Command, CommandParser, DeviceSettings, Preset, ToolboxSelection,
+                     ToolchainSettings, TrainingPatches, add_commands, option)
 from .demo import DemoSettings
+from .errors import run_reporting
 from .evaluation.run import EvaluationSettings
 from .generative.pix2pixhd.cli import PIX2PIXHD_COMMAND
 from .generative.posewarp.cli import POSEWARP_COMMAND
@@ -446,15 +447,17 @@ and the function it runs. The parser is built from this table and nothing else."
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``toolchain-restore`` parser: one subcommand per entry of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="toolchain-restore", description=__doc__)
+    parser = CommandParser(prog="toolchain-restore", description=__doc__)
     add_commands(parser.add_subparsers(dest="command", required=True), COMMANDS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the subcommand ``argv`` names (default: the process's arguments); its exit status."""
+    """Run the subcommand ``argv`` names (default: the process's arguments); its exit status.
+    A user's mistake is one line ``error: ...`` on stderr and status 2 (a bad option: a
+    SystemExit(2) from the parser); a bug of ours keeps its traceback."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_reporting(args.func, args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,13 @@ Three pieces:
   options come from and the function it runs; :func:`add_commands` builds the parsers of a
   list of them and :func:`run_command` turns parsed options back into settings.
 
-This is a shared layer: the jobs import it, never the reverse (it imports only ``runtime``).
+A mistake on the command line (an unknown option, a value of the wrong type or outside its
+choices) is one line, ``error: ...``, and exit status 2 (:class:`CommandParser`), like every
+other user error (:mod:`errors`). An option renamed for consistency keeps its old spelling
+for one release, with a warning (``option(deprecated=...)``).
+
+This is a shared layer: the jobs import it, never the reverse (it imports only ``runtime``
+and ``errors``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, TypeVar
 
+from .errors import EXIT_USER_ERROR, deprecation_warning
 from .runtime import PRECISIONS, Precision, autocast, resolve_device
 
 if TYPE_CHECKING:
@@ -35,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DeviceSettings", "RunSettings", "CleanImages", "TrainingPatches", "ToolboxSelection", "ToolchainSettings",
-    "AgentSelection", "option", "parse_bool", "Command", "Preset", "add_commands", "run_command",
+    "AgentSelection", "option", "parse_bool", "CommandParser", "Command", "Preset", "add_commands", "run_command",
     "add_settings_arguments", "add_precision_argument", "settings_from_args", "given_settings", "with_changes",
     "field_docs", "field_default", "settings_markdown",
 ]
@@ -116,16 +123,55 @@ class AgentSelection:
 
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
            positional: bool = False, metavar: str | None = None, switch: bool = False,
-           nargs: str | None = None, append: bool = False) -> Any:
+           nargs: str | None = None, append: bool = False, deprecated: str | None = None) -> Any:
     """A settings field whose command-line option is not the plain ``--name VALUE``.
 
     ``positional``: an argument without a flag (``metavar`` names it; optional when the
     field has a default). ``switch``: a bool flag that takes no value (``--write``).
     ``nargs``: a list field's argparse ``nargs`` instead of ``+``. ``append``: a list field
-    whose flag is repeated, one value each time. A field without a default is a required
-    flag (declare it in a ``kw_only`` dataclass)."""
-    cli = {"positional": positional, "metavar": metavar, "switch": switch, "nargs": nargs, "append": append}
+    whose flag is repeated, one value each time. ``deprecated``: the field's old spelling,
+    still read for one release with a warning: an old flag (``"--clusters"``) or, for an
+    argument that used to be positional, its old metavar (``"LAYOUT"``). A field without a
+    default is a required flag (declare it in a ``kw_only`` dataclass)."""
+    cli = {"positional": positional, "metavar": metavar, "switch": switch, "nargs": nargs, "append": append,
+           "deprecated": deprecated}
     return field(default=default, default_factory=default_factory, metadata={"cli": cli})
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``error: PROG: MESSAGE``, exit status 2
+    (argparse's own print the usage first); the parser of ``toolchain-restore`` and, through
+    ``add_subparsers``, of every subcommand."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+class _DeprecatedSpelling(argparse.Action):
+    """The old spelling of an option: stores into the new one's destination and warns once per use."""
+
+    def __init__(self, *args: Any, new: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        old = option_string or f"the positional {self.metavar}"
+        deprecation_warning(old, self.new, parser.prog)
+        setattr(namespace, self.dest, values)
+
+
+def _deprecated_argument(parser: argparse._ActionsContainer, old: str, new: str, kwargs: dict[str, Any]) -> None:
+    """Add the old spelling ``old`` (a flag, or an old positional's metavar) of the flag
+    ``new`` whose ``add_argument`` keywords are ``kwargs``; it is hidden from --help."""
+    keep = {k: kwargs[k] for k in ("type", "choices") if k in kwargs}
+    if old.startswith("-"):
+        parser.add_argument(old, action=_DeprecatedSpelling, new=new, help=argparse.SUPPRESS, dest=kwargs["dest"],
+                            default=kwargs.get("default"), **keep)
+    else:
+        # SUPPRESS: argparse neither sets a default nor calls the action when the positional is absent.
+        parser.add_argument(kwargs["dest"], action=_DeprecatedSpelling, new=new, nargs="?", default=argparse.SUPPRESS,
+                            metavar=old, help=argparse.SUPPRESS, **keep)
 
 
 def parse_bool(text: str) -> bool:
@@ -257,6 +303,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: s
         names, kwargs = _argument(f, hints[f.name], docs.get(f.name, ""), prefix, defaults)
         if only_given and "required" not in kwargs and names[0].startswith("--"):
             kwargs["default"] = argparse.SUPPRESS
+        old = f.metadata.get("cli", {}).get("deprecated")
+        if old:  # before the new spelling, which --help and the parser's defaults then show
+            _deprecated_argument(group, old, names[0], kwargs)
         group.add_argument(*names, **kwargs)
 
 

@@ -17,6 +17,7 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import InvalidInput
 from .cache import ImageCache
 
 __all__ = [
@@ -35,7 +36,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Split = Literal["train", "test"]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InvalidInput):
     """An image file exists but cannot be decoded as an image."""
 
 
