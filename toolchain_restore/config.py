@@ -91,7 +91,7 @@ class CleanImages:
 class TrainingPatches(CleanImages):
     """Degraded patches of the train split, at one severity."""
 
-    level: str = "moderate"
+    level: Literal["mild", "moderate", "severe"] = "moderate"
     """Severity of the training patches: mild, moderate or severe (the agent's is moderate)."""
 
 
@@ -412,8 +412,12 @@ class Command:
 
 
 def run_command(command: Command, args: argparse.Namespace) -> int:
-    """Run ``command`` on the options ``args`` parsed (its parser's ``func``)."""
+    """Run ``command`` on the options ``args`` parsed (its parser's ``func``). Every --device
+    is resolved first, so a device this machine lacks stops the command before any work."""
     values = command.settings_from(args)
+    for value in values:
+        if isinstance(getattr(value, "device", None), str):
+            resolve_device(value.device)
     assert command.run is not None
     if not command.autocast:
         return command.run(*values)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn import parse_conv_kind
 from ..serialization import load_model, save_weights
 from ..training import Trainer, TrainerSettings, step_rng
 from .data import ClassificationData, cifar10_batches, distortion_patches, folder_of_classes
@@ -123,6 +124,7 @@ def train_classifier(settings: ClassificationSettings, trainer: TrainerSettings,
     """Train (resuming from ``trainer.out_dir`` if it holds a checkpoint); write the
     classifier to ``output`` (default out_dir/classifier.safetensors); return the final
     test metrics and the task (its model and data)."""
+    parse_conv_kind(settings.conv)  # a bad --conv is refused before the data is read
     task = ClassificationTask(settings, seed=trainer.seed)
     metrics = Trainer(trainer, (settings,)).fit(task)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -153,6 +153,7 @@ def _pix2pixhd_encode_features(s: Pix2PixHDEncodeSettings) -> int:
     from . import load_pix2pixhd
     from .clusters import cluster_features, encode_instances
 
+    positive(s.num_clusters, "--num-clusters")
     device = s.torch_device()
     model = load_pix2pixhd(s.weights, device)
     m = model.settings

@@ -88,6 +88,7 @@ class SimsTestSettings(SimsModelSettings):
 def _build_bank(s: SimsBankSettings) -> int:
     from ..datasets import label_count_of, synthesis_set
 
+    positive(s.scenes, "--scenes")
     label_count = label_count_of(s.data, s.label_count)
     samples = synthesis_set(s.data, "train", label_count, s.scenes, s.height, s.width)
     bank = MemoryBank.build(samples, label_count, s.min_area, s.shape_size, s.context_size)
