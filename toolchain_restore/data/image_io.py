@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, MissingInput
 from ..serialization import atomic_write
 from .images import ImageReadError
 
@@ -171,13 +171,13 @@ def read_native(path: str | os.PathLike) -> np.ndarray:
     """Read an image file keeping its pixel format (see the module docstring).
 
     Raises:
-        FileNotFoundError: no such file.
+        MissingInput (a FileNotFoundError): no such file.
         ImageReadError: the file is not a readable image, or its format is not one of
             gray, gray + alpha, RGB, RGBA at 8 or 16 bits or float.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
+        raise MissingInput(f"no image file at {path}")
     try:
         if path.suffix.lower() in TIFF_EXTENSIONS:
             array = _read_tiff(path)

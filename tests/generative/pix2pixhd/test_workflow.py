@@ -55,7 +55,7 @@ def _scalar_tags(run):
 def test_encode_features_then_sample_several_outputs(trained, tmp_path):
     out, _ = trained
     clusters = tmp_path / "clusters.safetensors"
-    assert main(["pix2pixhd", "encode-features", "--weights", str(out / "pix2pixhd.safetensors"), "--clusters", "3",
+    assert main(["pix2pixhd", "encode-features", "--weights", str(out / "pix2pixhd.safetensors"), "--num-clusters", "3",
                  "--output", str(clusters)]) == 0
     small = tmp_path / "small.safetensors"
     assert main(["pix2pixhd", "export", "--weights", str(out / "pix2pixhd.safetensors"), "--output", str(small)]) == 0
