@@ -149,6 +149,8 @@ CLASSIFICATION = [
     ("train-classifier --conv bogus --out-dir {out}", "--conv: unknown convolution 'bogus'"),
     ("train-classifier --attack-eps big --out-dir {out}", "argument --attack-eps: invalid float value"),
     ("train-classifier --precision fp64 --out-dir {out}", "argument --precision: invalid choice"),
+    ("train-classifier --width 0 --out-dir {out}", "--width must be at least 1, got 0"),
+    ("train-classifier --train-patches 0 --out-dir {out}", "--train-patches must be at least 1, got 0"),
 ]
 
 PIX2PIXHD = [
@@ -178,6 +180,7 @@ PIX2PIXHD = [
     ("pix2pixhd encode-features --weights {segmenter_weights} --output {out}/existing.png", "holds weights of kind"),
     ("pix2pixhd export --weights {corrupt_safetensors} --output {out}/existing.png", "not a readable safetensors file"),
     ("pix2pixhd train --device cuda --out-dir {out}", "has no CUDA device"),
+    ("train-segmenter --width 16 --out-dir {out}", "a scene must be at least 32 x 32 pixels (--height, --width)"),
 ]
 
 SIMS = [

@@ -17,7 +17,7 @@ from .classification import ClassificationSettings
 from .config import (AgentSelection, CleanImages, Command, CommandParser, DeviceSettings, Preset, ToolboxSelection,
                      ToolchainSettings, TrainingPatches, add_commands, option)
 from .demo import DemoSettings
-from .errors import InvalidInput, MissingInput, UserError, one_line, positive, run_reporting
+from .errors import EXIT_USER_ERROR, InvalidInput, MissingInput, UserError, one_line, positive, run_reporting
 from .evaluation.run import EvaluationSettings
 from .generative.pix2pixhd.cli import PIX2PIXHD_COMMAND
 from .generative.posewarp.cli import POSEWARP_COMMAND
@@ -247,8 +247,8 @@ def _train_sb3(options: TrainSB3Options, settings: SB3Settings) -> int:
     try:
         train_sb3(settings, progress=options.progress)
     except ImportError as err:  # stable-baselines3 / sb3-contrib are an optional extra
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     moderate = json.loads((settings.run_dir / "eval.json").read_text())["moderate"]
     print(f"held-out moderate: {moderate['input_psnr']:.2f} -> {moderate['psnr']:.2f} dB ({moderate['gain']:+.2f} dB)")
     print(f"wrote {settings.run_dir}/model.zip (TensorBoard logs beside it)")

@@ -377,11 +377,11 @@ def make_scene(seed: int, height: int = 128, width: int = 256) -> Scene:
     """The procedural scene of ``seed`` at ``height`` x ``width`` (both at least 32).
 
     Raises:
-        ValueError: a size below MIN_SCENE_SIZE.
+        InvalidInput: a size below MIN_SCENE_SIZE.
     """
     if int(height) < MIN_SCENE_SIZE or int(width) < MIN_SCENE_SIZE:
-        raise ValueError(f"a scene must be at least {MIN_SCENE_SIZE} x {MIN_SCENE_SIZE} pixels, "
-                         f"got height={height}, width={width}")
+        raise InvalidInput(f"a scene must be at least {MIN_SCENE_SIZE} x {MIN_SCENE_SIZE} pixels (--height, --width), "
+                           f"got height={height}, width={width}")
     height, width = int(height), int(width)
     rng = np.random.default_rng(seed)
     horizon = int(round(height * rng.uniform(0.36, 0.55)))
