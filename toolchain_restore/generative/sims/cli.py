@@ -177,9 +177,8 @@ def _test(s: SimsTestSettings) -> int:
     from PIL import Image
 
     from ..datasets import synthesis_set
-    from .sampling import evaluate_sims
-
     from ..segmentation import load_segmenter
+    from .sampling import evaluate_sims
 
     positive(s.scenes, "--scenes")
     model, bank = _model_and_bank(s)
