@@ -1,5 +1,5 @@
 """Imports run one way: data -> degrade -> tools -> envs -> agents / baselines -> evaluation ->
-restore -> demo -> cli, on shared layers (runtime, serialization, metrics, config, nn, training);
+restore -> demo -> cli, on shared layers (errors, runtime, serialization, metrics, config, nn, training);
 generative and classification stand beside, on the shared layers and the data."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import toolchain_restore
 
 PACKAGE = Path(toolchain_restore.__file__).parent
-SHARED = {"runtime", "serialization", "metrics", "config", "nn", "training"}
+SHARED = {"errors", "runtime", "serialization", "metrics", "config", "nn", "training"}
 PIPELINE = ["data", "degrade", "tools", "envs", "agents", "evaluation", "restore", "demo", "cli"]
 RANK = {**{name: 0 for name in SHARED}, **{name: k + 1 for k, name in enumerate(PIPELINE)}, "baselines": 5}
 BESIDE = {"generative": {"data", "degrade"}, "classification": {"data", "degrade", "tools"}}

@@ -14,9 +14,10 @@ from .agents.joint import JointTuningSettings
 from .agents.sb3 import SB3Settings
 from .baselines.training import CNNBaselineSettings
 from .classification import ClassificationSettings
-from .config import (AgentSelection, CleanImages, Command, DeviceSettings, Preset, ToolboxSelection, ToolchainSettings,
-                     TrainingPatches, add_commands, option)
+from .config import (AgentSelection, CleanImages, Command, CommandParser, DeviceSettings, Preset, ToolboxSelection,
+                     ToolchainSettings, TrainingPatches, add_commands, option)
 from .demo import DemoSettings
+from .errors import EXIT_USER_ERROR, InvalidInput, MissingInput, UserError, one_line, positive, run_reporting
 from .evaluation.run import EvaluationSettings
 from .generative.pix2pixhd.cli import PIX2PIXHD_COMMAND
 from .generative.posewarp.cli import POSEWARP_COMMAND
@@ -174,6 +175,7 @@ def _train_tools(settings: ToolTrainingSettings, trainer: TrainerSettings, optio
 def _evaluate_tools(s: EvaluateToolsSettings) -> int:
     from .tools.evaluation import tool_report
 
+    positive(s.patches, "--patches")
     print(tool_report(s.toolbox, s.data, s.patches, s.device, s.precision))
     return 0
 
@@ -194,6 +196,7 @@ def _demonstrate(s: DemonstrateSettings) -> int:
     from .agents.demonstrations import greedy_demonstrations, save_demonstrations
     from .tools import load_toolbox
 
+    positive(s.patches, "--patches")
     toolbox = load_toolbox(s.toolbox, s.torch_device(), s.precision)
     demos = greedy_demonstrations(toolbox, s.patches, s.level, s.data, s.seed, s.max_steps)
     save_demonstrations(s.output, demos)
@@ -227,15 +230,15 @@ def _fixed_chain(s: FixedChainSettings) -> int:
     from .evaluation.run import FIXED_CHAIN_KEY, search_fixed_chain
     from .tools import load_toolbox
 
+    positive(s.patches, "--patches")
+    if s.write and s.toolbox is None:
+        raise InvalidInput("--write needs --toolbox: the file to record the chain in")
     toolbox = load_toolbox(s.toolbox, s.torch_device(), s.precision)
     chain, mean_psnr = search_fixed_chain(toolbox, s.patches, s.data, s.level, s.max_steps)
     numbers = ",".join(str(i + 1) for i in chain)
     print(f"best fixed chain on {s.patches} {s.level} train patches: {numbers or '(none)'} "
           f"(mean PSNR {mean_psnr:.2f} dB)")
     if s.write:
-        if s.toolbox is None:
-            print("--write needs --toolbox: the file to record the chain in")
-            return 2
         toolbox.save(s.toolbox, **{**getattr(toolbox, "config", {}), FIXED_CHAIN_KEY: numbers,
                                    f"{FIXED_CHAIN_KEY}_patches": s.patches})
         print(f"recorded it in {s.toolbox}")
@@ -250,8 +253,8 @@ def _train_sb3(options: TrainSB3Options, settings: SB3Settings) -> int:
     try:
         train_sb3(settings, progress=options.progress)
     except ImportError as err:  # stable-baselines3 / sb3-contrib are an optional extra
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     moderate = json.loads((settings.run_dir / "eval.json").read_text())["moderate"]
     print(f"held-out moderate: {moderate['input_psnr']:.2f} -> {moderate['psnr']:.2f} dB ({moderate['gain']:+.2f} dB)")
     print(f"wrote {settings.run_dir}/model.zip (TensorBoard logs beside it)")
@@ -313,61 +316,73 @@ def _demo(settings: DemoSettings) -> int:
     return 0
 
 
-def _restore_pairs(source: Path, target: Path) -> list[tuple[Path, Path]] | str:
-    """(input, output) paths of a restore run, or the error that stops it."""
+def _restore_pairs(source: Path, target: Path) -> list[tuple[Path, Path]]:
+    """(input, output) paths of a restore run.
+
+    Raises:
+        MissingInput: no file or folder at ``source``.
+        InvalidInput: a folder to restore into a file, or a folder without images.
+    """
     from .data.image_io import NATIVE_EXTENSIONS
 
     if source.is_dir():
         if target.exists() and not target.is_dir():
-            return f"{source} is a folder, so OUT must be a folder too; {target} is a file"
+            raise InvalidInput(f"{source} is a folder, so OUT must be a folder too; {target} is a file")
         pairs = [(p, target / p.relative_to(source)) for p in sorted(source.rglob("*"))
                  if p.is_file() and p.suffix.lower() in NATIVE_EXTENSIONS]
-        return pairs or f"no images in {source} (looked for {', '.join(NATIVE_EXTENSIONS)})"
+        if not pairs:
+            raise InvalidInput(f"no images in {source} (looked for {', '.join(NATIVE_EXTENSIONS)})")
+        return pairs
     if source.is_file():
         return [(source, target / source.name if target.is_dir() else target)]
-    return f"no image file or folder at {source}"
+    raise MissingInput(f"IN {source}: no image file or folder there")
+
+
+def _restore_one(s: RestoreCommandSettings, src: Path, out: Path, agent, toolbox, device) -> str:
+    """Restore one image file into ``out``; the line that reports it."""
+    from .data.image_io import check_writable, read_native, write_native
+    from .restore import restore
+
+    image = read_native(src)
+    check_writable(out, image)
+    try:
+        result = restore(image, s.mode, agent, toolbox, s.max_steps, device, stride=s.stride,
+                         batch_size=s.batch_size, views=s.agent_views, precision=s.precision)
+    except InvalidInput as err:  # what restore refuses about an image names no file
+        raise InvalidInput(f"{src}: {err}") from err
+    write_native(out, result.image)
+    return f"{src} -> {out}: {result.summary()}"
 
 
 def _restore(s: RestoreCommandSettings) -> int:
     from .agents import load_agent
-    from .data.image_io import check_writable, read_native, write_native
-    from .restore import restore
-    from .serialization import WeightsError
+    from .data.image_io import check_writable
+    from .restore import check_restore_options
     from .tools import load_toolbox
 
     pairs = _restore_pairs(Path(s.input), Path(s.output))
-    if isinstance(pairs, str):
-        print(f"error: {pairs}", file=sys.stderr)
-        return 2
-    try:  # refuse an unknown output format before any work
-        for _, out in pairs:
-            check_writable(out)
-        device = s.torch_device()
-        toolbox = load_toolbox(s.toolbox, device, s.precision)
-        agent = load_agent(s.agent, device, precision=s.precision)
-    except (ValueError, WeightsError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    for _, out in pairs:  # refuse an unknown output format, or an option out of range, before any work
+        check_writable(out)
+    check_restore_options(s.mode, s.max_steps, s.stride, s.batch_size, s.agent_views)
+    device = s.torch_device()
+    toolbox = load_toolbox(s.toolbox, device, s.precision)
+    agent = load_agent(s.agent, device, precision=s.precision)
+    if len(pairs) == 1:  # one image: its problem is the command's (one line, status 2)
+        print(_restore_one(s, *pairs[0], agent, toolbox, device))
+        return 0
     failed = 0
-    for src, out in pairs:
+    for src, out in pairs:  # a folder: each image that fails is one line, and the others go on
         try:
-            image = read_native(src)
-            check_writable(out, image)
-            result = restore(image, s.mode, agent, toolbox, s.max_steps, device, stride=s.stride,
-                             batch_size=s.batch_size, views=s.agent_views, precision=s.precision)
-            write_native(out, result.image)
-        except (ValueError, OSError) as err:  # ImageReadError is a ValueError
-            print(f"error: {err}", file=sys.stderr)
+            print(_restore_one(s, src, out, agent, toolbox, device))
+        except (UserError, OSError) as err:
+            print(f"error: {one_line(err)}", file=sys.stderr)
             failed += 1
-            continue
-        print(f"{src} -> {out}: {result.summary()}")
     if failed:
         print(f"{failed} of {len(pairs)} images failed", file=sys.stderr)
     return 1 if failed else 0
 
 
 def _combine_tools(s: CombineToolsSettings) -> int:
-    from .serialization import WeightsError
     from .tools import combine_toolboxes
 
     parts = []
@@ -378,29 +393,20 @@ def _combine_tools(s: CombineToolsSettings) -> int:
         except ValueError:
             tools = []
         if not path or not tools:
-            print(f"error: --part takes FILE:TOOLS with tool numbers separated by commas, e.g. "
-                  f"runs/a/toolbox.safetensors:1,2,3; got {part!r}", file=sys.stderr)
-            return 2
+            raise InvalidInput(f"--part takes FILE:TOOLS with tool numbers separated by commas, e.g. "
+                               f"runs/a/toolbox.safetensors:1,2,3; got {part!r}")
         parts.append((path, tools))
-    try:
-        toolbox = combine_toolboxes(parts)
-    except (ValueError, WeightsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    toolbox = combine_toolboxes(parts)
     toolbox.save(s.output, **toolbox.config)
     print(f"wrote {s.output}: " + ", ".join(f"tools {','.join(map(str, t))} from {p}" for p, t in parts))
     return 0
 
 
 def _corpus(s: CorpusBuildSettings) -> int:
-    from .data.corpus import CorpusError, build_corpus
+    from .data.corpus import build_corpus
 
-    try:
-        report = build_corpus(s.dir, manifest=s.manifest, cache=s.cache, offline=s.offline,
-                              update_manifest=s.update_manifest, log=print)
-    except CorpusError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = build_corpus(s.dir, manifest=s.manifest, cache=s.cache, offline=s.offline,
+                          update_manifest=s.update_manifest, log=print)
     print(f"wrote {report.summary()} to {report.out_dir} (--data {report.out_dir}, or {report.out_dir}/dev "
           f"to choose settings without its test split)")
     return 0
@@ -458,15 +464,17 @@ and the function it runs. The parser is built from this table and nothing else."
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``toolchain-restore`` parser: one subcommand per entry of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="toolchain-restore", description=__doc__)
+    parser = CommandParser(prog="toolchain-restore", description=__doc__)
     add_commands(parser.add_subparsers(dest="command", required=True), COMMANDS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the subcommand ``argv`` names (default: the process's arguments); its exit status."""
+    """Run the subcommand ``argv`` names (default: the process's arguments); its exit status.
+    A user's mistake is one line ``error: ...`` on stderr and status 2 (a bad option: a
+    SystemExit(2) from the parser); a bug of ours keeps its traceback."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_reporting(args.func, args)
 
 
 if __name__ == "__main__":

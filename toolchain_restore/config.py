@@ -15,10 +15,15 @@ Three pieces:
   one function (:func:`parse_bool`);
 - the command table: a :class:`Command` names a subcommand, the settings dataclasses its
   options come from and the function it runs; :func:`add_commands` builds the parsers of a
-  list of them and :func:`run_command` turns parsed options back into settings, and a
-  :class:`UsageError` the command raises into one ``error:`` line and exit status 2.
+  list of them and :func:`run_command` turns parsed options back into settings.
 
-This is a shared layer: the jobs import it, never the reverse (it imports only ``runtime``).
+A mistake on the command line (an unknown option, a value of the wrong type or outside its
+choices) is one line, ``error: ...``, and exit status 2 (:class:`CommandParser`), like every
+other user error (:mod:`errors`). An option renamed for consistency keeps its old spelling
+for one release, with a warning (``option(deprecated=...)``).
+
+This is a shared layer: the jobs import it, never the reverse (it imports only ``runtime``
+and ``errors``).
 """
 
 from __future__ import annotations
@@ -28,20 +33,20 @@ import ast
 import dataclasses
 import functools
 import inspect
-import sys
 import typing
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, Mapping, TypeVar
 
+from .errors import EXIT_USER_ERROR, deprecation_warning
 from .runtime import PRECISIONS, Precision, autocast, resolve_device
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "DeviceSettings", "RunSettings", "TrainingRunSettings", "resumable_fields", "UsageError", "CleanImages",
+    "DeviceSettings", "RunSettings", "TrainingRunSettings", "resumable_fields", "CleanImages",
     "TrainingPatches", "ToolboxSelection", "ToolchainSettings",
-    "AgentSelection", "option", "parse_bool", "Command", "Preset", "add_commands", "run_command",
+    "AgentSelection", "option", "parse_bool", "CommandParser", "Command", "Preset", "add_commands", "run_command",
     "add_settings_arguments", "add_precision_argument", "settings_from_args", "given_settings", "with_changes",
     "field_docs", "field_default", "settings_markdown",
 ]
@@ -50,12 +55,6 @@ PRECISION_HELP = ("how the networks compute: auto (bf16 where this machine runs 
                   "fp32, bf16, or fp16 on CUDA (default: auto)")
 
 T = TypeVar("T")
-
-
-class UsageError(Exception):
-    """A request the command cannot carry out as asked (conflicting settings, a run folder it
-    may not continue): :func:`run_command` prints its message as one ``error:`` line and
-    exits with status 2, without a traceback. The message says what to do instead."""
 
 
 # --- the shared settings --------------------------------------------------------------
@@ -121,7 +120,7 @@ class CleanImages:
 class TrainingPatches(CleanImages):
     """Degraded patches of the train split, at one severity."""
 
-    level: str = "moderate"
+    level: Literal["mild", "moderate", "severe"] = "moderate"
     """Severity of the training patches: mild, moderate or severe (the agent's is moderate)."""
 
 
@@ -162,16 +161,55 @@ def resumable_fields(cls: type) -> frozenset[str]:
 
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
            positional: bool = False, metavar: str | None = None, switch: bool = False,
-           nargs: str | None = None, append: bool = False) -> Any:
+           nargs: str | None = None, append: bool = False, deprecated: str | None = None) -> Any:
     """A settings field whose command-line option is not the plain ``--name VALUE``.
 
     ``positional``: an argument without a flag (``metavar`` names it; optional when the
     field has a default). ``switch``: a bool flag that takes no value (``--write``).
     ``nargs``: a list field's argparse ``nargs`` instead of ``+``. ``append``: a list field
-    whose flag is repeated, one value each time. A field without a default is a required
-    flag (declare it in a ``kw_only`` dataclass)."""
-    cli = {"positional": positional, "metavar": metavar, "switch": switch, "nargs": nargs, "append": append}
+    whose flag is repeated, one value each time. ``deprecated``: the field's old spelling,
+    still read for one release with a warning: an old flag (``"--clusters"``) or, for an
+    argument that used to be positional, its old metavar (``"LAYOUT"``). A field without a
+    default is a required flag (declare it in a ``kw_only`` dataclass)."""
+    cli = {"positional": positional, "metavar": metavar, "switch": switch, "nargs": nargs, "append": append,
+           "deprecated": deprecated}
     return field(default=default, default_factory=default_factory, metadata={"cli": cli})
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``error: PROG: MESSAGE``, exit status 2
+    (argparse's own print the usage first); the parser of ``toolchain-restore`` and, through
+    ``add_subparsers``, of every subcommand."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+class _DeprecatedSpelling(argparse.Action):
+    """The old spelling of an option: stores into the new one's destination and warns once per use."""
+
+    def __init__(self, *args: Any, new: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        old = option_string or f"the positional {self.metavar}"
+        deprecation_warning(old, self.new, parser.prog)
+        setattr(namespace, self.dest, values)
+
+
+def _deprecated_argument(parser: argparse._ActionsContainer, old: str, new: str, kwargs: dict[str, Any]) -> None:
+    """Add the old spelling ``old`` (a flag, or an old positional's metavar) of the flag
+    ``new`` whose ``add_argument`` keywords are ``kwargs``; it is hidden from --help."""
+    keep = {k: kwargs[k] for k in ("type", "choices") if k in kwargs}
+    if old.startswith("-"):
+        parser.add_argument(old, action=_DeprecatedSpelling, new=new, help=argparse.SUPPRESS, dest=kwargs["dest"],
+                            default=kwargs.get("default"), **keep)
+    else:
+        # SUPPRESS: argparse neither sets a default nor calls the action when the positional is absent.
+        parser.add_argument(kwargs["dest"], action=_DeprecatedSpelling, new=new, nargs="?", default=argparse.SUPPRESS,
+                            metavar=old, help=argparse.SUPPRESS, **keep)
 
 
 def parse_bool(text: str) -> bool:
@@ -303,6 +341,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type, prefix: s
         names, kwargs = _argument(f, hints[f.name], docs.get(f.name, ""), prefix, defaults)
         if only_given and "required" not in kwargs and names[0].startswith("--"):
             kwargs["default"] = argparse.SUPPRESS
+        old = f.metadata.get("cli", {}).get("deprecated")
+        if old:  # before the new spelling, which --help and the parser's defaults then show
+            _deprecated_argument(group, old, names[0], kwargs)
         group.add_argument(*names, **kwargs)
 
 
@@ -409,19 +450,18 @@ class Command:
 
 
 def run_command(command: Command, args: argparse.Namespace) -> int:
-    """Run ``command`` on the options ``args`` parsed (its parser's ``func``)."""
+    """Run ``command`` on the options ``args`` parsed (its parser's ``func``). Every --device
+    is resolved first, so a device this machine lacks stops the command before any work."""
     values = command.settings_from(args)
+    for value in values:
+        if isinstance(getattr(value, "device", None), str):
+            resolve_device(value.device)
     assert command.run is not None
-    try:
-        if not command.autocast:
-            return command.run(*values)
-        device = next(v for v in values if isinstance(v, DeviceSettings))
-        with autocast(device.precision, device.torch_device()):
-            return command.run(*values)
-    except UsageError as err:
-        # One line, even where the message quotes a library's error of several.
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)
-        return 2
+    if not command.autocast:
+        return command.run(*values)
+    device = next(v for v in values if isinstance(v, DeviceSettings))
+    with autocast(device.precision, device.torch_device()):
+        return command.run(*values)
 
 
 def add_commands(sub: argparse._SubParsersAction, commands: Iterable[Command]) -> None:

@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .agents.policy import RecurrentQPolicy, load_agent
+from .agents.policy import RecurrentQPolicy, check_views, load_agent
 from .data.tensors import to_uint8
 from .envs.episode import NUM_ACTIONS, STOP, action_name
 from .envs.toolchain import ToolchainBatch, check_actions, run_policy
+from .errors import InvalidInput
 from .runtime import resolve_device
 from .tools import NUM_TOOLS, Toolbox, load_toolbox
 
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_STRIDE",
     "RestoreResult",
     "restore",
+    "check_restore_options",
     "blend_weights",
     "apply_tool_tiled",
     "receptive_radius",
@@ -158,22 +160,22 @@ def _to_float_rgb(image: np.ndarray) -> tuple[np.ndarray, _Format]:
         raise TypeError("image must be a numpy array (H x W or H x W x C), not a torch tensor")
     image = np.asarray(image)
     if image.ndim not in (2, 3):
-        raise ValueError(f"image must be H x W or H x W x C, got an array of shape {image.shape}")
+        raise InvalidInput(f"image must be H x W or H x W x C, got an array of shape {image.shape}")
     if image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(
+        raise InvalidInput(
             f"image must have 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels, got shape {image.shape} "
             f"(channels go last)"
         )
     if image.size == 0:
-        raise ValueError(f"image is empty (shape {image.shape})")
+        raise InvalidInput(f"image is empty (shape {image.shape})")
     if image.dtype.name not in SUPPORTED_DTYPES:
-        raise ValueError(f"unsupported pixel type {image.dtype}; use one of {', '.join(SUPPORTED_DTYPES)}")
+        raise InvalidInput(f"unsupported pixel type {image.dtype}; use one of {', '.join(SUPPORTED_DTYPES)}")
     if image.dtype.kind == "f":
         if np.isnan(image).any():
-            raise ValueError("image holds NaN values")
+            raise InvalidInput("image holds NaN values")
         low, high = float(image.min()), float(image.max())
         if low < 0.0 or high > 1.0:
-            raise ValueError(f"float images must be in [0, 1], got values in [{low:g}, {high:g}]")
+            raise InvalidInput(f"float images must be in [0, 1], got values in [{low:g}, {high:g}]")
     channels = 1 if image.ndim == 2 else image.shape[2]
     gray = channels in (1, 2)
     colour = image[:, :, None] if image.ndim == 2 else image[:, :, : 1 if gray else 3]
@@ -402,6 +404,26 @@ def _blend(rgb: np.ndarray, policy: Policy, toolbox: Toolbox, max_steps: int, de
 # -- the entry point ----------------------------------------------------------------------
 
 
+def check_restore_options(mode: str, max_steps: int, stride: int, batch_size: int, views: int | None) -> None:
+    """Refuse options of :func:`restore` it cannot use, before any work (the restore
+    command checks them before reading its first image).
+
+    Raises:
+        InvalidInput: an unknown mode, or ``max_steps`` / ``stride`` / ``batch_size`` /
+            ``views`` out of range (each named with its option).
+    """
+    if mode not in MODES:
+        raise InvalidInput(f"--mode: unknown mode {mode!r}; the modes are {', '.join(repr(m) for m in MODES)}")
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
+        raise InvalidInput(f"--max-steps (max_steps) must be an int >= 0, got {max_steps!r}")
+    if not isinstance(stride, (int, np.integer)) or not 1 <= stride <= PATCH_SIZE:
+        raise InvalidInput(f"--stride (stride) must be an int in 1..{PATCH_SIZE}, got {stride!r}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InvalidInput(f"--batch-size (batch_size) must be a positive int, got {batch_size!r}")
+    if views is not None:
+        check_views(views)
+
+
 def restore(
     image: np.ndarray,
     mode: str = "vote",
@@ -450,14 +472,7 @@ def restore(
         ValueError: unknown mode, a bad shape, channel count or dtype, an empty image, NaN,
             a float image outside [0, 1], or bad ``max_steps`` / ``stride`` / ``batch_size``.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; the modes are {', '.join(repr(m) for m in MODES)}")
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
-        raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")
-    if not isinstance(stride, (int, np.integer)) or not 1 <= stride <= PATCH_SIZE:
-        raise ValueError(f"stride must be an int in 1..{PATCH_SIZE}, got {stride!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_restore_options(mode, max_steps, stride, batch_size, views)
     if keep_steps and mode != "vote":
         raise ValueError("keep_steps needs mode='vote': in blend mode every patch has its own chain")
     rgb, fmt = _to_float_rgb(image)

@@ -25,6 +25,8 @@ from typing import Iterator, Literal
 
 import torch
 
+from .errors import InvalidInput, Unavailable
+
 __all__ = [
     "Precision",
     "PRECISIONS",
@@ -70,19 +72,30 @@ class PrecisionChoice:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' is CUDA when this machine has it, else the CPU; an explicit CUDA device must exist."""
+    """'auto' is CUDA when this machine has it, else the CPU; an explicit CUDA device must exist.
+
+    Raises:
+        InvalidInput: not a device name (--device takes auto, cpu, cuda or cuda:N).
+        Unavailable: a CUDA device this machine does not have.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InvalidInput(f"--device {device!r}: expected auto, cpu, cuda or cuda:N ({err})") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for, but this machine has no CUDA device")
+        raise Unavailable(f"--device {device}: this machine has no CUDA device (use --device auto or cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise Unavailable(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError naming the choices."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        raise InvalidInput(f"--precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     return precision
 
 
@@ -98,9 +111,9 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> Pre
     if precision == "auto":
         return auto_precision(device)
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
+        raise InvalidInput(f"--precision fp16 needs a CUDA device (this run is on {device}); use bf16 or fp32")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16 or fp32")
+        raise InvalidInput(f"--precision bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16 or fp32")
     return PrecisionChoice(precision, "asked for")
 
 

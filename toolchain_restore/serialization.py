@@ -13,11 +13,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .errors import InvalidInput
+
 __all__ = ["WeightsError", "save_weights", "load_weights", "load_model", "read_settings", "read_metadata",
            "atomic_write", "shipped_weights"]
 
 
-class WeightsError(ValueError):
+class WeightsError(InvalidInput):
     """A weights file is missing, corrupt, of another kind, or does not fit the model."""
 
 

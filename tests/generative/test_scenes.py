@@ -5,8 +5,10 @@ the true depth order, disjoint splits, any size."""
 import numpy as np
 import pytest
 
+from toolchain_restore.errors import InvalidInput
 from toolchain_restore.generative import (SCENE_CLASSES, SCENE_PALETTE, THING_CLASSES, Scene, colorize_labels, make_scene,
                                           make_scenes, procedural_split)
+from toolchain_restore.generative.scenes import SPLIT_SIZE, TEST_SEED_START, procedural_scene
 
 THING_LABELS = [SCENE_CLASSES.index(c) for c in THING_CLASSES]
 
@@ -91,6 +93,21 @@ def test_splits_never_share_a_seed_and_reject_other_names():
     assert not any(np.array_equal(a.image, b.image) for a in train for b in test)
     with pytest.raises(ValueError, match="'val'"):
         procedural_split("val", 3)
+
+
+def test_a_scene_is_made_directly_by_its_index_and_is_the_one_the_split_lists():
+    listed = procedural_split("test", 3, 64, 64)
+    for index in (0, 2):
+        direct = procedural_scene("test", index, 64, 64)
+        assert np.array_equal(direct.image, listed[index].image) and direct.depth_order == listed[index].depth_order
+    far = procedural_scene("train", SPLIT_SIZE - 1, 32, 32)  # made at once, not after a million others
+    assert np.array_equal(far.label, make_scene(TEST_SEED_START - 1, 32, 32).label)
+
+
+@pytest.mark.parametrize("index", [-1, SPLIT_SIZE])
+def test_a_scene_index_outside_the_split_is_refused_naming_it(index):
+    with pytest.raises(InvalidInput, match=f"--scene {index}: the procedural test scenes are numbered 0..999999"):
+        procedural_scene("test", index, what="--scene")
 
 
 @pytest.mark.parametrize("size", [(32, 32), (64, 64), (96, 160), (200, 48)])

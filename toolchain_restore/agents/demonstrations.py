@@ -14,6 +14,7 @@ Demonstrations come from the train split only, drawn as the environment draws it
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from gymnasium.utils import seeding
 
 from ..data.tensors import to_tensor, to_uint8
+from ..errors import InvalidInput, MissingInput
 from ..envs.episode import STOP, draw_patch, make_sampler
 from ..metrics import batch_psnr
 from ..serialization import atomic_write
@@ -121,7 +123,31 @@ def save_demonstrations(path: str | os.PathLike, demos: list[Demonstration]) -> 
     atomic_write(Path(path), lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
 
 
+def check_demonstrations(path: str | os.PathLike) -> None:
+    """Refuse, before any work, a demonstrations file that is missing, unreadable or not one
+    :func:`save_demonstrations` wrote.
+
+    Raises:
+        MissingInput: no file at ``path``.
+        InvalidInput: not an .npz of demonstrations.
+    """
+    if not Path(path).is_file():
+        raise MissingInput(f"--demonstrations {path}: no such file (make one with toolchain-restore demonstrate)")
+    if not zipfile.is_zipfile(path):
+        raise InvalidInput(f"--demonstrations {path}: not an .npz file (make one with toolchain-restore demonstrate)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = sorted({*DEMONSTRATION_FIELDS, "lengths"} - set(f.files))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InvalidInput(f"--demonstrations {path}: not a readable .npz file ({err})") from err
+    if missing:
+        raise InvalidInput(f"--demonstrations {path}: not a demonstrations file (no {', '.join(missing)}); make one "
+                           f"with toolchain-restore demonstrate")
+
+
 def load_demonstrations(path: str | os.PathLike) -> list[Demonstration]:
+    """The demonstrations of a file :func:`save_demonstrations` wrote (checked by :func:`check_demonstrations`)."""
+    check_demonstrations(path)
     with np.load(path) as f:
         arrays = {name: f[name] for name in (*DEMONSTRATION_FIELDS, "lengths")}
     demos, step = [], 0

@@ -36,7 +36,7 @@ from ..runtime import Precision, precision_summary, resolve_device, resolve_prec
 from ..training import Callback, CallbackList, LearningRateSchedule, Run, TrainingState
 from ..config import settings_markdown
 from .network import RecurrentQNetwork
-from .demonstrations import load_demonstrations, pretrain
+from .demonstrations import check_demonstrations, load_demonstrations, pretrain
 from .policy import RecurrentQPolicy, check_views
 from .replay import Episode, EpisodeReplay
 
@@ -409,6 +409,8 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
     """
     s = settings
     check_views(s.views)
+    for path in s.demonstrations:  # before the run writes anything
+        check_demonstrations(path)
     device = resolve_device(s.device)
     run = Run(s.out_dir, settings=(s,), resume=s.resume, overwrite=s.overwrite, schedule=lr_schedule(s))
     rng = np.random.default_rng(s.seed)

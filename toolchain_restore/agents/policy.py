@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InvalidInput
 from ..envs.episode import NUM_ACTIONS
 from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
 from .network import RecurrentQNetwork
@@ -24,7 +25,7 @@ MAX_VIEWS = 8
 def check_views(views: Any) -> int:
     """``views`` as an int; anything but a whole number in 1..MAX_VIEWS is refused."""
     if not isinstance(views, (int, np.integer)) or not 1 <= views <= MAX_VIEWS:
-        raise ValueError(f"views must be in 1..{MAX_VIEWS}, got {views!r}")
+        raise InvalidInput(f"views must be in 1..{MAX_VIEWS} (--views; restore: --agent-views), got {views!r}")
     return int(views)
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..data import IMAGE_EXTENSIONS, ImageReadError, PatchSampler, image_set, read_image
 from ..data.screening import usable_images
+from ..errors import InvalidInput, MissingInput
 from ..tools.data import tool_degrade_fn
 from ..tools.specs import TOOL_SPECS
 
@@ -35,7 +36,7 @@ class ClassificationData:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 3 or len(self.images) != len(self.labels):
-            raise ValueError(f"need N x 3 x H x W images and N labels, got {tuple(self.images.shape)} and "
+            raise InvalidInput(f"need N x 3 x H x W images and N labels, got {tuple(self.images.shape)} and "
                              f"{tuple(self.labels.shape)}")
 
     def __len__(self) -> int:
@@ -72,7 +73,7 @@ def _class_images(folder: Path, size: int) -> list[np.ndarray]:
     """
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise InvalidInput(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     images = []
     for path in usable_images(files, str(folder)):
         try:
@@ -92,10 +93,10 @@ def folder_of_classes(root: str | os.PathLike, size: int = 32) -> Classification
     the classes are the subfolder names in sorted order."""
     root = Path(root)
     if not root.is_dir():
-        raise NotADirectoryError(f"{root} is not a folder of class subfolders")
+        raise MissingInput(f"{root} is not a folder of class subfolders")
     classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
     if len(classes) < 2:
-        raise ValueError(f"{root}: need at least two class subfolders, found {list(classes)}")
+        raise InvalidInput(f"{root}: need at least two class subfolders, found {list(classes)}")
     images, labels = [], []
     for k, name in enumerate(classes):
         found = _class_images(root / name, size)
@@ -115,33 +116,33 @@ def _unpickle(path: Path, what: str) -> dict:
         ValueError: not a pickled dict (a damaged or foreign file), named with ``what`` it should be.
     """
     if not path.is_file():
-        raise FileNotFoundError(f"no {what} at {path}")
+        raise MissingInput(f"no {what} at {path}")
     with open(path, "rb") as f:
         try:
             content = pickle.load(f, encoding="bytes")
         except Exception as err:  # a damaged or foreign file: say which
-            raise ValueError(f"{path}: not a {what} ({err})") from err
+            raise InvalidInput(f"{path}: not a {what} ({err})") from err
     if not isinstance(content, dict):
-        raise ValueError(f"{path}: not a {what} (a pickled {type(content).__name__}, expected a dict)")
+        raise InvalidInput(f"{path}: not a {what} (a pickled {type(content).__name__}, expected a dict)")
     return content
 
 
 def _cifar_images(batch: dict, labels_key: bytes, path: Path, what: str) -> tuple[np.ndarray, list[int]]:
     """N x 32 x 32 x 3 uint8 images and their labels from one CIFAR batch (channel-major rows)."""
     if b"data" not in batch or labels_key not in batch:
-        raise ValueError(f"{path}: a {what} holds b'data' and {labels_key!r}; found keys {sorted(batch)}")
+        raise InvalidInput(f"{path}: a {what} holds b'data' and {labels_key!r}; found keys {sorted(batch)}")
     data = np.asarray(batch[b"data"], dtype=np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(f"{path}: data of shape {data.shape}, expected N x 3072")
+        raise InvalidInput(f"{path}: data of shape {data.shape}, expected N x 3072")
     labels = [int(v) for v in batch[labels_key]]
     if len(labels) != len(data):
-        raise ValueError(f"{path}: {len(data)} images but {len(labels)} {labels_key.decode()}")
+        raise InvalidInput(f"{path}: {len(data)} images but {len(labels)} {labels_key.decode()}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def _labelled(images: list[np.ndarray], labels: list[int], classes: tuple[str, ...], where: Path) -> ClassificationData:
     if labels and (min(labels) < 0 or max(labels) >= len(classes)):
-        raise ValueError(f"{where}: labels span {min(labels)}..{max(labels)}, outside 0..{len(classes) - 1}")
+        raise InvalidInput(f"{where}: labels span {min(labels)}..{max(labels)}, outside 0..{len(classes) - 1}")
     return ClassificationData(_to_float(np.concatenate(images)), torch.tensor(labels).long(), classes)
 
 
@@ -153,7 +154,7 @@ def cifar10_batches(root: str | os.PathLike, split: str) -> ClassificationData:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{root}: missing CIFAR-10 python batches {missing}")
+        raise MissingInput(f"{root}: missing CIFAR-10 python batches {missing}")
     images, labels = [], []
     for name in names:
         batch = _unpickle(root / name, "CIFAR-10 python batch")
@@ -177,12 +178,12 @@ def cifar100_batches(root: str | os.PathLike, split: str) -> ClassificationData:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     missing = [n for n in CIFAR100_FILES if not (root / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{root}: missing CIFAR-100 python files {missing} (expected "
+        raise MissingInput(f"{root}: missing CIFAR-100 python files {missing} (expected "
                                 f"{', '.join(CIFAR100_FILES)})")
     meta = _unpickle(root / "meta", "CIFAR-100 meta file")
     names = meta.get(b"fine_label_names")
     if not isinstance(names, list) or not names:
-        raise ValueError(f"{root / 'meta'}: no b'fine_label_names' list; found keys {sorted(meta)}")
+        raise InvalidInput(f"{root / 'meta'}: no b'fine_label_names' list; found keys {sorted(meta)}")
     classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     batch = _unpickle(root / split, "CIFAR-100 python batch")
     images, labels = _cifar_images(batch, b"fine_labels", root / split, "CIFAR-100 python batch")

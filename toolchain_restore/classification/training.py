@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import positive
+from ..nn import parse_conv_kind
 from ..serialization import load_model, save_weights
 from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .data import (ClassificationData, cifar10_batches, cifar100_batches, cifar_folder, distortion_patches,
@@ -130,11 +132,23 @@ def load_classifier(path: str | os.PathLike, map_location: str | torch.device = 
     return model.to(map_location).eval(), config
 
 
+def check_classification_settings(settings: ClassificationSettings) -> None:
+    """Refuse settings a classifier cannot train with, before any data is read.
+
+    Raises:
+        InvalidInput: an unknown --conv, or a size or count below 1 (each named by its option).
+    """
+    parse_conv_kind(settings.conv)
+    for name in ("patch_size", "train_patches", "test_patches", "batch_size", "width"):
+        positive(getattr(settings, name), "--" + name.replace("_", "-"))
+
+
 def train_classifier(settings: ClassificationSettings, trainer: TrainerSettings,
                      output: str | os.PathLike | None = None) -> tuple[dict[str, float], ClassificationTask]:
     """Train (resuming from ``trainer.out_dir`` if it holds a checkpoint); write the
     classifier to ``output`` (default out_dir/classifier.safetensors); return the final
     test metrics and the task (its model and data)."""
+    check_classification_settings(settings)
     task = ClassificationTask(settings, seed=trainer.seed)
     metrics = Trainer(trainer, (settings,)).fit(task)
     if is_main_process():

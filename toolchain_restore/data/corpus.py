@@ -39,6 +39,8 @@ from typing import Callable, Collection, Iterable
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import UserError
+
 __all__ = [
     "MANIFEST_PATH",
     "MAX_SIDE",
@@ -83,7 +85,7 @@ ENTRY_FIELDS = ("name", "source", "package", "version", "path", "license", "copy
 PACKAGE_FIELDS = ("name", "kind", "version")
 
 
-class CorpusError(RuntimeError):
+class CorpusError(UserError, RuntimeError):
     """A package cannot be fetched, a file differs from the manifest, or the manifest is wrong."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import InvalidInput, MissingInput
 from ..serialization import atomic_write
 from .images import ImageReadError
 
@@ -170,13 +171,13 @@ def read_native(path: str | os.PathLike) -> np.ndarray:
     """Read an image file keeping its pixel format (see the module docstring).
 
     Raises:
-        FileNotFoundError: no such file.
+        MissingInput (a FileNotFoundError): no such file.
         ImageReadError: the file is not a readable image, or its format is not one of
             gray, gray + alpha, RGB, RGBA at 8 or 16 bits or float.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
+        raise MissingInput(f"no image file at {path}")
     try:
         if path.suffix.lower() in TIFF_EXTENSIONS:
             array = _read_tiff(path)
@@ -247,18 +248,18 @@ def _encode_png16(image: np.ndarray, filter_type: int = 1) -> bytes:
 
 
 def check_writable(path: str | os.PathLike, image: np.ndarray | None = None) -> None:
-    """Raise ValueError if ``path``'s format cannot hold ``image`` (or is not known at all),
+    """Raise InvalidInput (a ValueError) if ``path``'s format cannot hold ``image`` (or is not known at all),
     so that a caller can refuse before doing any work."""
     suffix = Path(path).suffix.lower()
     if suffix not in NATIVE_EXTENSIONS:
-        raise ValueError(f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(NATIVE_EXTENSIONS)}")
+        raise InvalidInput(f"{path}: unknown image format {suffix or '(no extension)'}; use one of {', '.join(NATIVE_EXTENSIONS)}")
     if image is None or suffix in TIFF_EXTENSIONS:
         return
     channels = 1 if image.ndim == 2 else image.shape[2]
     if image.dtype != np.uint8 and not (suffix == ".png" and image.dtype == np.uint16):
-        raise ValueError(f"{path}: {suffix} cannot hold {image.dtype} pixels; write a .tif (or a .png for 16 bits)")
+        raise InvalidInput(f"{path}: {suffix} cannot hold {image.dtype} pixels; write a .tif (or a .png for 16 bits)")
     if suffix in (".jpg", ".jpeg", ".bmp") and channels in (2, 4):
-        raise ValueError(f"{path}: {suffix} has no alpha channel; write a .png or .tif")
+        raise InvalidInput(f"{path}: {suffix} has no alpha channel; write a .png or .tif")
 
 
 def write_native(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import InvalidInput, MissingInput
 from .cache import ImageCache
 
 __all__ = [
@@ -36,7 +37,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Split = Literal["train", "test"]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InvalidInput):
     """An image file exists but cannot be decoded as an image."""
 
 
@@ -61,12 +62,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as H x W x 3 uint8 RGB.
 
     Raises:
-        FileNotFoundError: no such file.
+        MissingInput (a FileNotFoundError): no such file.
         ImageReadError: the file is not a readable image (truncated, corrupt, empty).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
+        raise MissingInput(f"no image file at {path}")
     try:
         with Image.open(path) as im:
             im.load()

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from PIL import Image, ImageDraw
 
 from ..data import Patch, PatchSampler, image_set
+from ..errors import InvalidInput
 from ..degrade import SEVERITY_BANDS, DegradationParams, degrade
 from ..metrics import psnr
 from ..runtime import resolve_device, resolve_precision
@@ -94,18 +95,20 @@ def configure(
 
 def check_arguments(level: str, split: str, max_steps: int, patch_size: int, render_mode: str | None, render_modes,
                     clean_fraction: float = 0.0) -> None:
+    """Refuse environment arguments out of range (InvalidInput, a ValueError: from the
+    command line they are the user's options)."""
     if level not in LEVELS:
-        raise ValueError(f"level must be one of {sorted(SEVERITY_BANDS)} or {NEAR_CLEAN!r}, got {level!r}")
+        raise InvalidInput(f"level must be one of {sorted(SEVERITY_BANDS)} or {NEAR_CLEAN!r}, got {level!r}")
     if not isinstance(clean_fraction, (int, float)) or not 0.0 <= clean_fraction <= 1.0:
-        raise ValueError(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
+        raise InvalidInput(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise InvalidInput(f"split must be 'train' or 'test', got {split!r}")
     if not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+        raise InvalidInput(f"max_steps must be a positive int, got {max_steps!r}")
     if not isinstance(patch_size, int) or patch_size < 8:
-        raise ValueError(f"patch_size must be an int of at least 8, got {patch_size!r}")
+        raise InvalidInput(f"patch_size must be an int of at least 8, got {patch_size!r}")
     if render_mode is not None and render_mode not in render_modes:
-        raise ValueError(f"render_mode must be one of {render_modes} or None, got {render_mode!r}")
+        raise InvalidInput(f"render_mode must be one of {render_modes} or None, got {render_mode!r}")
 
 
 @lru_cache(maxsize=8)

@@ -16,6 +16,7 @@ from ..agents.policy import load_agent
 from ..baselines import load_baseline
 from ..data.corpus import AUTO_DATA, held_out_data
 from ..config import AgentSelection, CleanImages, RunSettings, ToolchainSettings
+from ..errors import InvalidInput
 from ..serialization import WeightsError, shipped_weights
 from ..tools import Toolbox, load_toolbox
 from ..runtime import precision_summary, resolve_device
@@ -99,7 +100,7 @@ def _shipped_baselines() -> list[str]:
 def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device) -> list[Method]:
     unknown = sorted(set(s.methods) - set(METHODS))
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+        raise InvalidInput(f"--methods: unknown methods {unknown}; choose from {list(METHODS)}")
     methods: list[Method] = []
     for name in s.methods:
         if name == "input":

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from ..errors import InvalidInput
+
 __all__ = [
     "SCENE_CLASSES",
     "THING_CLASSES",
@@ -32,6 +34,8 @@ __all__ = [
     "make_scene",
     "make_scenes",
     "procedural_split",
+    "procedural_scene",
+    "SPLIT_SIZE",
     "colorize_labels",
     "label_palette",
     "TRAIN_SEED_START",
@@ -373,11 +377,11 @@ def make_scene(seed: int, height: int = 128, width: int = 256) -> Scene:
     """The procedural scene of ``seed`` at ``height`` x ``width`` (both at least 32).
 
     Raises:
-        ValueError: a size below MIN_SCENE_SIZE.
+        InvalidInput: a size below MIN_SCENE_SIZE.
     """
     if int(height) < MIN_SCENE_SIZE or int(width) < MIN_SCENE_SIZE:
-        raise ValueError(f"a scene must be at least {MIN_SCENE_SIZE} x {MIN_SCENE_SIZE} pixels, "
-                         f"got height={height}, width={width}")
+        raise InvalidInput(f"a scene must be at least {MIN_SCENE_SIZE} x {MIN_SCENE_SIZE} pixels (--height, --width), "
+                           f"got height={height}, width={width}")
     height, width = int(height), int(width)
     rng = np.random.default_rng(seed)
     horizon = int(round(height * rng.uniform(0.36, 0.55)))
@@ -445,17 +449,42 @@ def make_scenes(count: int, seed: int, height: int = 128, width: int = 256) -> l
     return [make_scene(seed + i, height, width) for i in range(count)]
 
 
+SPLIT_SIZE = TEST_SEED_START - TRAIN_SEED_START
+"""Scenes per split: indices 0..SPLIT_SIZE-1, so that no training scene is ever a test scene."""
+_SPLIT_STARTS = {"train": TRAIN_SEED_START, "test": TEST_SEED_START}
+
+
+def _split_start(split: str) -> int:
+    if split not in _SPLIT_STARTS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _SPLIT_STARTS[split]
+
+
 def procedural_split(split: str, count: int, height: int = 128, width: int = 256) -> list[Scene]:
     """The first ``count`` scenes of the 'train' split (seeds from TRAIN_SEED_START) or the
     'test' split (seeds from TEST_SEED_START); the two never share a seed as long as count
-    stays below a million.
+    stays below a million. Scene k is :func:`procedural_scene` ``(split, k)``.
 
     Raises:
         ValueError: another split name, or a count that would run into the other split's seeds.
     """
-    starts = {"train": TRAIN_SEED_START, "test": TEST_SEED_START}
-    if split not in starts:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if count > TEST_SEED_START - TRAIN_SEED_START:
-        raise ValueError(f"at most {TEST_SEED_START - TRAIN_SEED_START} scenes per split, got count={count}")
-    return make_scenes(count, starts[split], height, width)
+    start = _split_start(split)
+    if count > SPLIT_SIZE:
+        raise ValueError(f"at most {SPLIT_SIZE} scenes per split, got count={count}")
+    return make_scenes(count, start, height, width)
+
+
+def procedural_scene(split: str, index: int, height: int = 128, width: int = 256, what: str = "scene") -> Scene:
+    """Scene ``index`` of a split, made directly (as fast for index 99,999 as for 0): the
+    same scene as ``procedural_split(split, index + 1)[index]``, since each scene is a pure
+    function of its seed.
+
+    Raises:
+        InvalidInput: ``index`` outside 0..SPLIT_SIZE-1 (``what`` names it in the message,
+            e.g. the option it came from).
+        ValueError: another split name.
+    """
+    start = _split_start(split)
+    if not 0 <= index < SPLIT_SIZE:
+        raise InvalidInput(f"{what} {index}: the procedural {split} scenes are numbered 0..{SPLIT_SIZE - 1}")
+    return make_scene(start + index, height, width)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..serialization import load_model, save_weights
+from ..serialization import WeightsError, load_model, save_weights
 from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .scenes import SCENE_CLASSES, Scene, colorize_labels, procedural_split
 
@@ -257,14 +257,19 @@ def save_segmenter(model: SegmentationNet, path: str | os.PathLike, classes: tup
                  {**extra, "classes": list(classes), "width": model.width, "levels": model.levels})
 
 
-def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SegmentationNet:
+def load_segmenter(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                   label_count: int | None = None) -> SegmentationNet:
     """The segmenter a file describes, in eval mode (its class names: ``read_metadata(path)[1]["classes"]``).
 
     Raises:
-        WeightsError: missing or corrupt file, weights of another kind, or tensors that do not fit.
+        WeightsError: missing or corrupt file, weights of another kind, tensors that do not fit,
+            or (given ``label_count``, the labels of the layouts it is to score) another number of classes.
     """
     model, _ = load_model(path, SEGMENTER_KIND, lambda c: SegmentationNet(len(c["classes"]), int(c["width"]),
                                                                         int(c["levels"])), "segmenter")
+    if label_count is not None and model.classes != label_count:
+        raise WeightsError(f"{path}: a segmenter of {model.classes} classes, but the layouts have {label_count} "
+                           f"labels (a segmenter of other data?)")
     return model.to(map_location).eval()
 
 

@@ -25,6 +25,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InvalidInput
+
 __all__ = ["MAGNITUDES", "BOUNDED", "ANGULARS", "DecoupledConv2d", "conv2d", "parse_conv_kind", "project_filters",
            "orthogonality_penalty"]
 
@@ -171,8 +173,8 @@ def parse_conv_kind(kind: str) -> tuple[str, str, bool] | None:
     if weighted:
         parts = parts[1:]
     if len(parts) != 2 or parts[0] not in MAGNITUDES or parts[1] not in ANGULARS:
-        raise ValueError(f"unknown convolution {kind!r}: use 'plain' or '[weighted_]<magnitude>_<angular>' with "
-                         f"magnitude in {MAGNITUDES} and angular in {ANGULARS}, e.g. 'tanh_cos'")
+        raise InvalidInput(f"--conv: unknown convolution {kind!r}: use 'plain' or '[weighted_]<magnitude>_<angular>' "
+                           f"with magnitude in {MAGNITUDES} and angular in {ANGULARS}, e.g. 'tanh_cos'")
     return parts[0], parts[1], weighted
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidInput
 from ..data.tensors import check_image_batch
 from ..runtime import PrecisionMixin, check_module_precision, module_autocast
 from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
@@ -135,17 +136,17 @@ def combine_toolboxes(parts: Sequence[tuple[str | os.PathLike, Sequence[int]]]) 
     for path, tools in parts:
         for t in tools:
             if not 1 <= int(t) <= NUM_TOOLS:
-                raise ValueError(f"{path}: tool numbers are 1..{NUM_TOOLS}, got {t}")
+                raise InvalidInput(f"--part {path}: tool numbers are 1..{NUM_TOOLS}, got {t}")
             if int(t) in owners:
-                raise ValueError(f"tool {t} is given by both {owners[int(t)]} and {path}")
+                raise InvalidInput(f"--part: tool {t} is given by both {owners[int(t)]} and {path}")
             owners[int(t)] = str(path)
     missing = sorted(set(range(1, NUM_TOOLS + 1)) - set(owners))
     if missing:
-        raise ValueError(f"no part gives tools {missing}")
+        raise InvalidInput(f"--part: no part gives tools {missing}")
     loaded = {path: Toolbox.load(path) for path in dict.fromkeys(owners.values())}
     convs = {tb.conv for tb in loaded.values()}
     if len(convs) > 1:
-        raise ValueError(f"the parts have different convolutions: {sorted(convs)}")
+        raise InvalidInput(f"--part: the parts have different convolutions: {sorted(convs)}")
     combined = Toolbox(conv=convs.pop())
     for t, path in owners.items():
         combined.tools[t - 1].load_state_dict(loaded[path].tools[t - 1].state_dict())

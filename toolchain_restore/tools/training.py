@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import CleanImages
+from ..errors import InvalidInput
 from ..data import PatchSampler, image_set
 from ..data.tensors import to_tensor
 from ..metrics import batch_psnr
@@ -83,7 +84,7 @@ class ToolTrainingTask:
         self.settings = settings
         bad = [t for t in settings.tools if not 1 <= t <= NUM_TOOLS]
         if bad or not settings.tools:
-            raise ValueError(f"tools must be numbers in 1..{NUM_TOOLS}, got {settings.tools}")
+            raise InvalidInput(f"--tools must be numbers in 1..{NUM_TOOLS}, got {settings.tools}")
         self.indices = sorted({t - 1 for t in settings.tools})
         with torch.random.fork_rng():
             torch.manual_seed(settings.init_seed)

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from ..config import UsageError, field_default, resumable_fields
+from ..config import field_default, resumable_fields
+from ..errors import UserError
 
 __all__ = ["ResumeError", "Change", "WAY_OUT", "settings_record", "read_checkpoint", "will_resume", "saved_settings",
            "setting_changes", "check_resume"]
@@ -46,7 +47,7 @@ WAY_OUT = "use --out-dir elsewhere, or --overwrite to start afresh in that folde
 """What every refusal to resume advises."""
 
 
-class ResumeError(UsageError, RuntimeError):
+class ResumeError(UserError, RuntimeError):
     """A run folder this run may not continue from: other settings, fewer steps, a damaged
     or unfitting checkpoint. The command line prints it as one ``error:`` line, status 2."""
 

@@ -55,7 +55,7 @@ def _scalar_tags(run):
 def test_encode_features_then_sample_several_outputs(trained, tmp_path):
     out, _ = trained
     clusters = tmp_path / "clusters.safetensors"
-    assert main(["pix2pixhd", "encode-features", "--weights", str(out / "pix2pixhd.safetensors"), "--clusters", "3",
+    assert main(["pix2pixhd", "encode-features", "--weights", str(out / "pix2pixhd.safetensors"), "--num-clusters", "3",
                  "--output", str(clusters)]) == 0
     small = tmp_path / "small.safetensors"
     assert main(["pix2pixhd", "export", "--weights", str(out / "pix2pixhd.safetensors"), "--output", str(small)]) == 0
@@ -155,3 +155,24 @@ def test_shipped_model_draws_layouts_the_segmenter_recognises():
     scores = evaluate_synthesis(images, samples, load_segmenter(shipped_weights("segmenter.safetensors")))
     # The card: pixel accuracy 0.961 and PSNR 16.1 dB on 48 scenes; an untrained generator scores ~0.3 and ~11 dB.
     assert scores["pixel_accuracy"] > 0.9 and scores["psnr"] > 14.5, scores
+
+
+def test_sample_honours_clusters_and_device_with_or_without_weights(tmp_path, monkeypatch):
+    import toolchain_restore.generative.pix2pixhd as package
+    from toolchain_restore.generative.pix2pixhd.cli import Pix2PixHDSampleSettings, _pix2pixhd_model
+    from toolchain_restore.serialization import shipped_weights
+
+    mine = FeatureClusters({c: np.full((2, 3), 0.25) for c in range(7)}, 3)
+    mine.save(tmp_path / "mine.safetensors")
+    for weights in (None, str(shipped_weights("pix2pixhd.safetensors"))):
+        _, clusters = _pix2pixhd_model(Pix2PixHDSampleSettings(weights=weights, clusters=str(tmp_path / "mine.safetensors")))
+        assert np.array_equal(clusters.centres[3], mine.centres[3]), weights
+    (tmp_path / "corrupt.safetensors").write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match="corrupt.safetensors"):
+        _pix2pixhd_model(Pix2PixHDSampleSettings(clusters=str(tmp_path / "corrupt.safetensors")))
+    seen = []
+    monkeypatch.setattr(package, "load_pix2pixhd", lambda path, device: seen.append(device) or load_pix2pixhd(path))
+    _pix2pixhd_model(Pix2PixHDSampleSettings(weights=str(shipped_weights("pix2pixhd.safetensors")), device="cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    _pix2pixhd_model(Pix2PixHDSampleSettings(weights=str(shipped_weights("pix2pixhd.safetensors")), device="auto"))
+    assert seen == [torch.device("cpu"), torch.device("cuda")]

@@ -2,7 +2,6 @@
 resume, test and synthesize; the U-Net baseline on the same task; the GAN stage; the
 VGG-19 feature loss only from a user's file."""
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from toolchain_restore.config import CommandParser
+from toolchain_restore.errors import run_reporting
 from toolchain_restore.generative.losses import VGG19Features
 from toolchain_restore.generative.posewarp import PoseWarpTask, load_posewarp, preset
 from toolchain_restore.generative.posewarp.cli import add_posewarp_parser
@@ -23,10 +24,11 @@ TINY = ["--preset", "cpu", "--size", "32", "--depth", "3", "--ngf", "4", "--ndf"
 
 
 def run(argv):
-    parser = argparse.ArgumentParser(prog="toolchain-restore")
+    """The posewarp command as ``toolchain-restore`` runs it: a user error is one line and status 2."""
+    parser = CommandParser(prog="toolchain-restore")
     add_posewarp_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return run_reporting(args.func, args)
 
 
 @pytest.fixture(scope="module")

@@ -132,3 +132,35 @@ def test_the_simulated_canvas_never_copies_pixels_outside_the_mask_intersection(
         assert np.array_equal(filled, copied) and np.array_equal(canvas[filled], sample.image[filled])
     if simulation.erase_width:
         assert filled.sum() < intersections.sum()
+
+
+def test_without_ordering_labels_larger_segments_are_pasted_first(train_samples):
+    from toolchain_restore.generative.sims import paste_order
+    from toolchain_restore.generative.sims.bank import THING_DEPTH
+
+    sample = train_samples[0]
+    segments = describe_segments(sample.label, sample.instance, 7)
+    order = paste_order(segments)
+    areas = [int(segments.masks[i].sum()) for i in order]
+    stuff = [a for a, i in zip(areas, order) if segments.instances[i] < THING_DEPTH]
+    things = [a for a, i in zip(areas, order) if segments.instances[i] >= THING_DEPTH]
+    assert areas == stuff + things and stuff == sorted(stuff, reverse=True) and things == sorted(things, reverse=True)
+    assert sorted(order) == list(range(len(segments)))
+
+
+def test_a_model_trained_on_a_folder_does_not_let_its_untrained_orderer_decide(bank, tmp_path, monkeypatch, capsys):
+    from toolchain_restore.generative.sims import Sims, sampling, save_sims
+    from toolchain_restore.generative.sims.cli import main
+
+    model = Sims(preset("cpu", label_count=7, ngf=4, levels=2, height=64, width=128, data=str(tmp_path)))
+    assert not model.ordering_learned and Sims(preset("cpu", label_count=7, ngf=4, levels=2)).ordering_learned
+    save_sims(model, tmp_path / "folder.safetensors")
+    seen = []
+    real_paste_order = sampling.paste_order
+    monkeypatch.setattr(sampling, "paste_order", lambda segments, orderer, size: seen.append(orderer) or
+                        real_paste_order(segments, orderer, size))
+    assert main(["synthesize", "--weights", str(tmp_path / "folder.safetensors"), "--bank",
+                 str(bank.save(tmp_path / "bank")), "--output", str(tmp_path / "s.png")]) == 0
+    assert seen == [None]
+    note = capsys.readouterr().out.splitlines()[0]
+    assert note.startswith("note: the ordering network is not trained") and note.endswith("larger segments first")

@@ -60,7 +60,7 @@ def test_synthesize_a_layout_file(trained, tmp_path):
     scene = procedural_split("test", 1, 64, 128)[0]
     Image.fromarray(scene.label).save(tmp_path / "layout.png")
     Image.fromarray(scene.instance.astype(np.uint16)).save(tmp_path / "instance.png")
-    assert main(["synthesize", str(tmp_path / "layout.png"), "--instance", str(tmp_path / "instance.png"),
+    assert main(["synthesize", "--layout", str(tmp_path / "layout.png"), "--instance", str(tmp_path / "instance.png"),
                  "--weights", str(out / "run" / "sims.safetensors"), "--bank", str(out / "bank"),
                  "--output", str(tmp_path / "s.png")]) == 0
     assert Image.open(tmp_path / "s.png").size == (3 * 128 + 2 * 4, 64)  # no real image
@@ -73,7 +73,7 @@ def test_the_shipped_model_and_bank_synthesize_out_of_the_box(tmp_path):
     assert image.shape == (128, 4 * 256 + 3 * 4, 3) and image[:, 2 * 260:2 * 260 + 256].std() > 10
 
 
-def test_layouts_with_labels_beyond_the_count_are_refused(trained, tmp_path):
+def test_layouts_with_labels_beyond_the_count_are_refused(trained, tmp_path, capsys):
     out, _ = trained
     model = load_sims(out / "run" / "sims.safetensors")
     bank = MemoryBank.open(out / "bank")
@@ -81,9 +81,10 @@ def test_layouts_with_labels_beyond_the_count_are_refused(trained, tmp_path):
     with pytest.raises(ValueError, match=r"label values must lie in 0..6"):
         synthesize(model, bank, label)
     Image.fromarray(label.astype(np.uint8)).save(tmp_path / "bad.png")
-    with pytest.raises(SystemExit, match="label values must lie in 0..6"):
-        main(["synthesize", str(tmp_path / "bad.png"), "--weights", str(out / "run" / "sims.safetensors"),
-              "--bank", str(out / "bank"), "--output", str(tmp_path / "x.png")])
+    assert main(["synthesize", "--layout", str(tmp_path / "bad.png"), "--weights", str(out / "run" / "sims.safetensors"),
+                 "--bank", str(out / "bank"), "--output", str(tmp_path / "x.png")]) == 2
+    assert "labels 9..9, but this model knows 0..6" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_a_retrieving_model_needs_a_bank_and_the_ablation_does_not():

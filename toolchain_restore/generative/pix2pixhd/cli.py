@@ -12,7 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-from ...config import Command, DeviceSettings, Preset, add_commands
+from ...config import Command, DeviceSettings, Preset, add_commands, option
+from ...errors import InvalidInput, positive
 from ...training import TrainerSettings, is_main_process
 from .clusters import FeatureClusters
 from .model import Pix2PixHD, Pix2PixHDSettings, preset
@@ -63,8 +64,8 @@ class Pix2PixHDEncodeSettings(Pix2PixHDModelSettings):
     # A field, not a bare annotation: a bare one would take the base class's None as its default.
     weights: str = field()
     """Model file."""
-    clusters: int = 10
-    """K-means clusters per class (reference: 10)."""
+    num_clusters: int = option(10, deprecated="--clusters")
+    """K-means clusters per class (reference: 10); --clusters, its old spelling, names a clusters file elsewhere."""
     scenes: int | None = None
     """Procedural training scenes (default: the model's)."""
     output: str = "runs/pix2pixhd/clusters.safetensors"
@@ -76,7 +77,7 @@ class _ClusteredModelSettings(Pix2PixHDModelSettings):
     """A trained model with the feature clusters its sampling draws appearances from."""
 
     clusters: str | None = None
-    """Feature clusters of --weights (from encode-features)."""
+    """Feature clusters file of the model (from encode-features); default: the shipped model's, without --weights."""
 
 
 @dataclass(kw_only=True)
@@ -88,7 +89,7 @@ class Pix2PixHDSampleSettings(_ClusteredModelSettings):
     instance: str | None = None
     """Instance map PNG for --layout."""
     scene: int = 0
-    """Which procedural test scene, without --layout."""
+    """Which procedural test scene (0..999999), without --layout."""
     outputs: int = 3
     """Outputs, each with its own instance appearances."""
     choose: str | None = None
@@ -123,28 +124,45 @@ def _pix2pixhd_train(options: Pix2PixHDTrainOptions, settings: Pix2PixHDSettings
 
 
 def _pix2pixhd_model(s: _ClusteredModelSettings) -> tuple[Pix2PixHD, FeatureClusters | None]:
+    """The model (--weights, else the shipped one) on --device, and its clusters (--clusters,
+    else the shipped model's own): both options are honoured with or without the other."""
     from . import load_pix2pixhd
     from .sampling import load_shipped
 
+    device = s.torch_device()
     if s.weights is None:
-        return load_shipped(s.torch_device())
-    model = load_pix2pixhd(s.weights, s.torch_device())
-    clusters = FeatureClusters.load(s.clusters) if s.clusters else None
+        model, clusters = load_shipped(device)
+    else:
+        model, clusters = load_pix2pixhd(s.weights, device), None
+    if s.clusters is not None:
+        clusters = FeatureClusters.load(s.clusters)
+        _check_clusters(model, clusters, s.clusters)
     return model, clusters
 
 
+def _check_clusters(model: Pix2PixHD, clusters: FeatureClusters, path: str) -> None:
+    m = model.settings
+    if model.encoder is None:
+        raise InvalidInput(f"--clusters {path}: this model has no instance-feature encoder (it was trained with "
+                           f"features=False), so it takes no clusters")
+    if clusters.feature_channels != m.feature_channels:
+        raise InvalidInput(f"--clusters {path}: features of {clusters.feature_channels} channels, but this model's "
+                           f"encoder makes {m.feature_channels} (clusters of another model?)")
+
+
 def _pix2pixhd_encode_features(s: Pix2PixHDEncodeSettings) -> int:
-    from ..datasets import synthesis_set
+    from ..datasets import folder_options, synthesis_set
     from . import load_pix2pixhd
     from .clusters import cluster_features, encode_instances
 
+    positive(s.num_clusters, "--num-clusters")
     device = s.torch_device()
     model = load_pix2pixhd(s.weights, device)
     m = model.settings
     samples = synthesis_set(s.data or m.data, "train", m.label_count, s.scenes or m.train_scenes, m.height,
-                            m.width, model.size_multiple if m.pad else 1)
+                            m.width, model.size_multiple if m.pad else 1, **folder_options(m, model.size_multiple))
     features = encode_instances(model, samples, device=device)
-    clusters = cluster_features(features, s.clusters, s.seed)
+    clusters = cluster_features(features, s.num_clusters, s.seed)
     clusters.save(s.output)
     print(", ".join(f"class {k}: {len(features[k])} instances -> {len(v)} clusters" for k, v in clusters.centres.items()))
     print(f"wrote {s.output}")
@@ -157,25 +175,28 @@ def _parse_choice(text: str | None) -> dict[int, int]:
     try:
         return {int(k): int(v) for k, v in (item.split("=") for item in text.split(","))}
     except ValueError:
-        raise SystemExit(f"--choose takes INSTANCE=CLUSTER pairs separated by commas, e.g. 5001=2,6000=0; got {text!r}")
+        raise InvalidInput(f"--choose takes INSTANCE=CLUSTER pairs separated by commas, e.g. 5001=2,6000=0; "
+                           f"got {text!r}") from None
 
 
 def _pix2pixhd_sample(s: Pix2PixHDSampleSettings) -> int:
-    from ..layout import read_integer_map
-    from ..scenes import procedural_split
+    from ...data.image_io import check_writable
+    from ..scenes import procedural_scene
+    from ..user_layout import read_user_layout
     from .sampling import synthesize, write_sheet
 
+    check_writable(s.output)
+    positive(s.outputs, "--outputs")
+    choice = _parse_choice(s.choose)
     model, clusters = _pix2pixhd_model(s)
     m = model.settings
     real = None
     if s.layout:
-        label = read_integer_map(s.layout)
-        instance = read_integer_map(s.instance) if s.instance else label
+        label, instance = read_user_layout(s.layout, s.instance, m.label_count, model.size_multiple)
     else:
-        scene = procedural_split("test", s.scene + 1, m.height, m.width)[s.scene]
+        scene = procedural_scene("test", s.scene, m.height, m.width, what="--scene")
         label, instance, real = scene.label.astype(np.int64), scene.instance.astype(np.int64), scene.image
-    outputs = synthesize(model, label, instance, clusters, s.outputs, s.seed, _parse_choice(s.choose),
-                         device=s.torch_device())
+    outputs = synthesize(model, label, instance, clusters, s.outputs, s.seed, choice, device=s.torch_device())
     write_sheet(s.output, label, outputs, real)
     ids = [int(i) for i in np.unique(instance) if i >= 1000]
     print(f"wrote {s.output}: layout, {len(outputs)} output(s){', real image' if real is not None else ''}; "
@@ -183,34 +204,40 @@ def _pix2pixhd_sample(s: Pix2PixHDSampleSettings) -> int:
     return 0
 
 
+def _segmenter(path: str | None, data: str, label_count: int, device):
+    """The segmenter of ``pix2pixhd test``'s agreement scores on ``device``: --segmenter, else
+    the shipped one for procedural scenes, else None."""
+    from ...serialization import shipped_weights
+    from ..segmentation import load_segmenter
+
+    if path is None and data != "procedural":
+        return None
+    return load_segmenter(path or shipped_weights("segmenter.safetensors"), device, label_count)
+
+
 def _pix2pixhd_test(s: Pix2PixHDTestSettings) -> int:
     from PIL import Image
 
-    from ..datasets import synthesis_set
+    from ..datasets import folder_options, synthesis_set
     from .sampling import evaluate_synthesis, synthesize
 
+    positive(s.scenes, "--scenes")
     model, clusters = _pix2pixhd_model(s)
     m = model.settings
-    samples = synthesis_set(s.data or m.data, "test", m.label_count, s.scenes, m.height, m.width,
-                            model.size_multiple if m.pad else 1)
+    device = s.torch_device()
+    segmenter = _segmenter(s.segmenter, s.data or m.data, m.label_count, device)
+    data = synthesis_set(s.data or m.data, "test", m.label_count, s.scenes, m.height, m.width,
+                         model.size_multiple if m.pad else 1, **folder_options(m, model.size_multiple))
+    samples = [data[k] for k in range(len(data))]
+    # Every image is made before the first is written: a problem leaves the output folder as it was.
+    images = [synthesize(model, x.label, x.instance, clusters, 1, s.seed + k, device=device)[0]
+              for k, x in enumerate(samples)]
     out = Path(s.output)
     out.mkdir(parents=True, exist_ok=True)
-    images = []
-    for k in range(len(samples)):
-        sample = samples[k]
-        image = synthesize(model, sample.label, sample.instance, clusters, 1, s.seed + k, device=s.torch_device())[0]
+    for sample, image in zip(samples, images):
         Image.fromarray(image).save(out / f"{sample.name}.png")
-        images.append(image)
-    if all(samples[k].image is not None for k in range(len(samples))):
-        from ..segmentation import load_segmenter
-        from ...serialization import shipped_weights
-
-        segmenter = None
-        if s.segmenter:
-            segmenter = load_segmenter(s.segmenter)
-        elif (s.data or m.data) == "procedural":
-            segmenter = load_segmenter(shipped_weights("segmenter.safetensors"))
-        metrics = evaluate_synthesis(images, [samples[k] for k in range(len(samples))], segmenter)
+    if all(x.image is not None for x in samples):
+        metrics = evaluate_synthesis(images, samples, segmenter)
         print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {len(images)} images to {out}")
     return 0

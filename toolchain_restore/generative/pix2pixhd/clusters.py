@@ -10,7 +10,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
+from ...errors import InvalidInput
 from ...serialization import WeightsError, read_metadata
 from ..datasets import SynthesisSample, to_model_image
 from .model import Pix2PixHD
@@ -88,7 +90,10 @@ class FeatureClusters:
         if kind != CLUSTERS_KIND:
             raise WeightsError(f"{path}: holds {kind or 'unknown'!r}, expected feature clusters ({CLUSTERS_KIND!r}); "
                                "make them with `toolchain-restore pix2pixhd encode-features`")
-        tensors = load_file(str(path))
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"{path}: not a readable clusters file ({err})") from err
         return cls({int(k.removeprefix("class_")): v.numpy() for k, v in tensors.items()}, config["feature_channels"])
 
 
@@ -106,14 +111,14 @@ def instance_feature_map(label: np.ndarray, instance: np.ndarray, clusters: Feat
     Classes without clusters get zeros.
 
     Raises:
-        ValueError: ``choice`` names an instance not in the layout or a cluster its class lacks.
+        InvalidInput: ``choice`` names an instance not in the layout or a cluster its class lacks.
     """
     choice = dict(choice or {})
     out = np.zeros((clusters.feature_channels, *label.shape), np.float32)
     ids = np.unique(instance)
     unknown = sorted(set(choice) - set(int(i) for i in ids))
     if unknown:
-        raise ValueError(f"no instance {unknown} in this layout; its instances are {[int(i) for i in ids]}")
+        raise InvalidInput(f"--choose: no instance {unknown} in this layout; its instances are {[int(i) for i in ids]}")
     for ident in ids:
         mask = instance == ident
         label_of = int(np.bincount(label[mask].ravel()).argmax())
@@ -121,11 +126,12 @@ def instance_feature_map(label: np.ndarray, instance: np.ndarray, clusters: Feat
         pick = choice.pop(int(ident), None)
         if centres is None:
             if pick is not None:
-                raise ValueError(f"instance {int(ident)} is of class {label_of}, which has no feature clusters")
+                raise InvalidInput(f"--choose: instance {int(ident)} is of class {label_of}, which has no feature clusters")
             continue
         if pick is None:
             pick = int(rng.integers(len(centres)))
         elif not 0 <= pick < len(centres):
-            raise ValueError(f"instance {int(ident)} (class {label_of}) has clusters 0..{len(centres) - 1}, not {pick}")
+            raise InvalidInput(f"--choose: instance {int(ident)} (class {label_of}) has clusters 0..{len(centres) - 1}, "
+                               f"not {pick}")
         out[:, mask] = centres[pick][:, None]
     return torch.from_numpy(out)

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...errors import InvalidInput
 from ...serialization import shipped_weights
 from ..datasets import SynthesisSample, from_model_image, to_model_image
 from ..scenes import colorize_labels
@@ -44,8 +45,8 @@ def synthesize(model: Pix2PixHD, label: np.ndarray, instance: np.ndarray | None 
     """
     instance = label if instance is None else instance
     if model.encoder is not None and clusters is None:
-        raise ValueError("this model synthesises from instance features: give its feature clusters "
-                         "(toolchain-restore pix2pixhd encode-features)")
+        raise InvalidInput("this model synthesises from instance features: give its feature clusters file "
+                           "(--clusters, made by toolchain-restore pix2pixhd encode-features)")
     rng = np.random.default_rng(seed)
     model = model.to(device).eval()
     label_t = torch.from_numpy(np.ascontiguousarray(label)).long()[None].to(device)

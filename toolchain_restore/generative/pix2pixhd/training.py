@@ -186,7 +186,8 @@ def train_pix2pixhd(settings: Pix2PixHDSettings, trainer: TrainerSettings, globa
         global_iterations: steps of the global stage before the enhancer stage (default: ``trainer.iterations``);
             ignored without enhancers, where G1 trains alone at full resolution.
     """
-    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count))
+    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
+                                                            settings.cityscapes_labels))
     stages = _stage_trainers(settings, trainer, global_iterations)
     for stage_trainer in stages.values():
         Trainer(stage_trainer, (settings,)).check_folder()

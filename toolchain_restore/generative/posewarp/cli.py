@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
 from ...config import Command, DeviceSettings, Preset, add_commands
+from ...errors import positive
 from ...training import TrainerSettings, is_main_process
 from .model import PoseWarp, PoseWarpSettings, preset
 from .training import TRAINER_DEFAULTS
@@ -99,6 +99,7 @@ def _test(s: PoseWarpTestSettings) -> int:
     from .sampling import gradient_statistics, pose_picture, synthesize, write_sheet
     from .training import pose_metrics, to_model_image
 
+    positive(s.pairs, "--pairs")
     model = _model(s)
     m = model.settings
     device = s.torch_device()
@@ -120,21 +121,16 @@ def _test(s: PoseWarpTestSettings) -> int:
 
 
 def _synthesize(s: PoseWarpSynthesizeSettings) -> int:
+    from ...data.image_io import check_writable
     from ...data.images import read_image
     from .sampling import pose_picture, prepare_pair, read_joints, synthesize, write_sheet
 
-    try:
-        image = read_image(s.source)
-        if image.ndim == 2:
-            image = image[..., None].repeat(3, axis=2)
-        source_joints, source_box = read_joints(s.source_pose, s.frame)
-        target_joints, target_box = read_joints(s.target_pose, s.target_frame or s.frame)
-        model = _model(s)
-        pair = prepare_pair(image[..., :3], source_joints, target_joints, model.settings.size,
-                            (source_box, target_box))
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_writable(s.output)
+    image = read_image(s.source)
+    source_joints, source_box = read_joints(s.source_pose, s.frame)
+    target_joints, target_box = read_joints(s.target_pose, s.target_frame or s.frame)
+    model = _model(s)
+    pair = prepare_pair(image, source_joints, target_joints, model.settings.size, (source_box, target_box))
     result = synthesize(model, [pair], s.torch_device())[0]
     write_sheet(s.output, [[pair.source, pose_picture(pair.target_joints, model.settings.size), result["output"]]])
     print(f"wrote {s.output} (source | target pose | output)")

@@ -26,6 +26,7 @@ import numpy as np
 
 from ...data.images import ImageReadError, split_by_name
 from ...data.screening import usable_images
+from ...errors import InvalidInput
 from .figures import TEST_VIDEO_SEED, TRAIN_VIDEO_SEED, ProceduralVideo
 from .pose import FLIP_ORDER, JOINT_COUNT, check_joints
 
@@ -35,7 +36,7 @@ __all__ = ["PosePair", "read_video_info", "VideoFolder", "ProceduralPairs", "Fol
 _FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-class MatFileError(ValueError):
+class MatFileError(InvalidInput):
     """An info .mat file is unreadable or not in the official format."""
 
 

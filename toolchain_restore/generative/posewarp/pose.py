@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...errors import InvalidInput
+
 __all__ = ["JOINT_NAMES", "JOINT_COUNT", "LIMBS", "PART_COUNT", "FLIP_ORDER", "pose_heatmaps", "limb_log_prior",
            "fit_transform", "part_transforms", "warp_parts", "check_joints", "heatmap_sigma"]
 
@@ -30,11 +32,11 @@ FLIP_ORDER = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10)
 
 
 def check_joints(joints: np.ndarray, name: str = "joints") -> np.ndarray:
-    """``joints`` as a float64 14 x 2 array, or a ValueError naming the shape found."""
+    """``joints`` as a float64 14 x 2 array, or an InvalidInput (a ValueError) naming the shape found."""
     array = np.asarray(joints, dtype=np.float64)
     if array.shape != (JOINT_COUNT, 2):
-        raise ValueError(f"{name}: expected a {JOINT_COUNT} x 2 array of (x, y) joint positions, got shape "
-                         f"{array.shape}")
+        raise InvalidInput(f"{name}: expected a {JOINT_COUNT} x 2 array of (x, y) joint positions, got shape "
+                           f"{array.shape}")
     return array
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...errors import InvalidInput, MissingInput
 from ...serialization import shipped_weights
 from ..datasets import from_model_image
 from .data import PosePair, apply_affine, crop_matrix, read_video_info, transform_joints
@@ -35,35 +36,39 @@ def read_joints(path: str | os.PathLike, frame: int | None = None) -> tuple[np.n
     official .mat info file (then also its box x, y, w, h; else None).
 
     Raises:
-        FileNotFoundError, ValueError: missing file, wrong shape, a .mat without --frame or beyond its frames.
+        MissingInput: no such file.
+        InvalidInput: unreadable, a wrong shape, a .mat without --frame or beyond its frames.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no joints file at {path}")
+        raise MissingInput(f"no joints file at {path}")
     suffix = path.suffix.lower()
     if suffix == ".mat":
         joints, boxes = read_video_info(path)
         if frame is None:
-            raise ValueError(f"{path} holds {len(joints)} frames of joints: choose one with --frame N (1-based)")
+            raise InvalidInput(f"{path} holds {len(joints)} frames of joints: choose one with --frame N (1-based)")
         if not 1 <= frame <= len(joints):
-            raise ValueError(f"{path}: frame {frame} is out of range 1..{len(joints)}")
+            raise InvalidInput(f"{path}: frame {frame} is out of range 1..{len(joints)}")
         return check_joints(joints[frame - 1], f"{path} frame {frame}"), boxes[frame - 1]
     if suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise InvalidInput(f"{path}: not a readable .npy array ({err})") from err
     elif suffix == ".json":
         try:
             array = np.array(json.loads(path.read_text()), dtype=np.float64)
         except (json.JSONDecodeError, ValueError, TypeError) as err:
-            raise ValueError(f"{path}: not a JSON array of numbers ({err})") from err
+            raise InvalidInput(f"{path}: not a JSON array of numbers ({err})") from err
     else:
-        raise ValueError(f"{path}: joints must be .npy, .json (14 x 2 x/y pixels) or an official .mat")
+        raise InvalidInput(f"{path}: joints must be .npy, .json (14 x 2 x/y pixels) or an official .mat")
     return check_joints(array, str(path)), None
 
 
 def _box_of(joints: np.ndarray) -> np.ndarray:
     known = joints[np.isfinite(joints).all(1)]
     if not len(known):
-        raise ValueError("no known joints to frame the person by")
+        raise InvalidInput("no known joints to frame the person by")
     lo, hi = known.min(0), known.max(0)
     pad = 0.1 * (hi - lo).max()
     return np.array([lo[0] - pad, lo[1] - pad, hi[0] - lo[0] + 2 * pad, hi[1] - lo[1] + 2 * pad])

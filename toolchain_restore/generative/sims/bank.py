@@ -29,6 +29,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ...errors import InvalidInput
+
 __all__ = ["SegmentSettings", "Segment", "Segments", "MemoryBank", "BankError", "describe_segments", "thumbnail", "BANK_FORMAT",
            "THING_DEPTH"]
 
@@ -53,7 +55,7 @@ class SegmentSettings:
     """Side of the context thumbnails (labels in the box grown to twice its size)."""
 
 
-class BankError(ValueError):
+class BankError(InvalidInput):
     """A memory bank folder is missing or corrupt, or a query does not fit it."""
 
 

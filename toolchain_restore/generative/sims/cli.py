@@ -13,7 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-from ...config import Command, DeviceSettings, Preset, add_commands, option
+from ...config import Command, CommandParser, DeviceSettings, Preset, add_commands, option
+from ...errors import InvalidInput, positive, run_reporting
 from ...training import TrainerSettings, is_main_process
 from ..datasets import LayoutSource
 from .bank import MemoryBank, SegmentSettings
@@ -58,12 +59,12 @@ class SimsModelSettings(DeviceSettings):
 class SimsSynthesizeSettings(SimsModelSettings):
     """sims synthesize: one layout through the whole pipeline."""
 
-    layout: str | None = option(None, positional=True)
-    """Label map PNG (integer labels); default: a procedural test scene."""
+    layout: str | None = option(None, deprecated="LAYOUT")
+    """Label map PNG (integer labels); default: a procedural test scene. (Once a positional LAYOUT, still read, with a warning.)"""
     instance: str | None = None
-    """Instance map PNG for LAYOUT (Cityscapes ids)."""
+    """Instance map PNG for --layout (Cityscapes ids)."""
     scene: int = 0
-    """Which procedural test scene, without LAYOUT."""
+    """Which procedural test scene (0..999999), without --layout."""
     output: str = "sims.png"
     """The picture to write."""
 
@@ -85,10 +86,11 @@ class SimsTestSettings(SimsModelSettings):
 
 
 def _build_bank(s: SimsBankSettings) -> int:
-    from ..datasets import label_count_of, synthesis_set
+    from ..datasets import folder_options, label_count_of, synthesis_set
 
-    label_count = label_count_of(s.data, s.label_count)
-    samples = synthesis_set(s.data, "train", label_count, s.scenes, s.height, s.width)
+    positive(s.scenes, "--scenes")
+    label_count = label_count_of(s.data, s.label_count, s.layout, s.cityscapes_labels)
+    samples = synthesis_set(s.data, "train", label_count, s.scenes, s.height, s.width, **folder_options(s))
     bank = MemoryBank.build(samples, label_count, s.min_area, s.shape_size, s.context_size)
     bank.save(s.output)
     counts = {int(c): int(n) for c, n in zip(*np.unique(bank.labels, return_counts=True))}
@@ -102,9 +104,24 @@ def _train(options: SimsTrainOptions, settings: SimsSettings, trainer: TrainerSe
     metrics = train_sims(settings, trainer, options.output)
     if not is_main_process():  # the other torchrun processes trained alongside; rank 0 reports
         return 0
+    note = _ordering_note(settings)
+    if note:
+        print(note)
     print("held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     print(f"wrote {options.output or f'{trainer.out_dir}/sims.safetensors'} (TensorBoard logs in {trainer.out_dir})")
     return 0
+
+
+def _ordering_note(settings: SimsSettings) -> str | None:
+    """The log line of a model whose ordering network is (or was) not trained; None when it is,
+    or when it does not retrieve (no segments to order)."""
+    from .model import learns_ordering
+    from .ordering import ORDER_FALLBACK
+
+    if learns_ordering(settings) or not settings.retrieval:
+        return None
+    return (f"note: the ordering network is not trained on {settings.data} (no depth-order labels there); "
+            f"synthesis pastes segments {ORDER_FALLBACK}")
 
 
 def _model_and_bank(s: SimsModelSettings) -> tuple[Sims, MemoryBank | None]:
@@ -118,8 +135,14 @@ def _model_and_bank(s: SimsModelSettings) -> tuple[Sims, MemoryBank | None]:
         model, _ = load_shipped(device)
     else:
         model = load_sims(s.weights, device)
+    note = _ordering_note(model.settings)
+    if note:
+        print(note)
     if s.bank is not None:
         bank = MemoryBank.open(s.bank)
+        if model.settings.retrieval and bank.label_count != model.settings.label_count:
+            raise InvalidInput(f"--bank {s.bank}: a bank of {bank.label_count} labels, but the model has "
+                               f"{model.settings.label_count} (a bank of other data?)")
     elif model.settings.retrieval and model.settings.bank and s.weights is not None:
         bank = MemoryBank.open(model.settings.bank)  # the bank it was trained with
     elif model.settings.retrieval:
@@ -130,25 +153,21 @@ def _model_and_bank(s: SimsModelSettings) -> tuple[Sims, MemoryBank | None]:
 
 
 def _synthesize(s: SimsSynthesizeSettings) -> int:
-    from ..layout import read_integer_map
-    from ..scenes import procedural_split
+    from ...data.image_io import check_writable
+    from ..scenes import procedural_scene
+    from ..user_layout import read_user_layout
     from .sampling import synthesize, write_sheet
 
+    check_writable(s.output)
     model, bank = _model_and_bank(s)
     m = model.settings
     real = None
     if s.layout:
-        label = read_integer_map(s.layout)
-        instance = read_integer_map(s.instance) if s.instance else label
-        if instance.shape != label.shape:
-            raise SystemExit(f"the instance map {s.instance} is {instance.shape}, the layout {label.shape}")
+        label, instance = read_user_layout(s.layout, s.instance, m.label_count, model.size_multiple)
     else:
-        scene = procedural_split("test", s.scene + 1, m.height, m.width)[s.scene]
+        scene = procedural_scene("test", s.scene, m.height, m.width, what="--scene")
         label, instance, real = scene.label.astype(np.int64), scene.instance.astype(np.int64), scene.image
-    try:
-        image, result = synthesize(model, bank, label, instance, s.torch_device(), return_canvas=True)
-    except ValueError as err:
-        raise SystemExit(f"sims synthesize: {err}")
+    image, result = synthesize(model, bank, label, instance, s.torch_device(), return_canvas=True)
     canvas = result.canvas if result is not None else None
     write_sheet(s.output, label, canvas, image, real)
     print(f"wrote {s.output}: layout, {'canvas, ' if canvas is not None else ''}output"
@@ -159,20 +178,19 @@ def _synthesize(s: SimsSynthesizeSettings) -> int:
 def _test(s: SimsTestSettings) -> int:
     from PIL import Image
 
-    from ..datasets import synthesis_set
+    from ..datasets import folder_options, synthesis_set
+    from ..segmentation import load_segmenter
     from .sampling import evaluate_sims
 
+    positive(s.scenes, "--scenes")
     model, bank = _model_and_bank(s)
     if s.alignment is not None:
         model.settings.alignment = s.alignment
     m = model.settings
-    samples = synthesis_set(s.data or m.data, "test", m.label_count, s.scenes, m.height, m.width, model.size_multiple)
+    segmenter = load_segmenter(s.segmenter, s.torch_device(), m.label_count) if s.segmenter else None
+    samples = synthesis_set(s.data or m.data, "test", m.label_count, s.scenes, m.height, m.width, model.size_multiple,
+                            **folder_options(m, model.size_multiple))
     samples = [samples[k] for k in range(len(samples))]
-    segmenter = None
-    if s.segmenter:
-        from ..segmentation import load_segmenter
-
-        segmenter = load_segmenter(s.segmenter)
     metrics, images = evaluate_sims(model, bank, samples, segmenter, s.torch_device())
     out = Path(s.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,10 +224,10 @@ def add_sims_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m toolchain_restore.generative.sims.cli VERB ...``: the same verbs as ``toolchain-restore sims``."""
-    parser = argparse.ArgumentParser(prog="toolchain-restore-sims")
+    parser = CommandParser(prog="toolchain-restore-sims")
     add_sims_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["sims", *(argv if argv is not None else sys.argv[1:])])
-    return args.func(args)
+    return run_reporting(args.func, args)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from ..datasets import SceneDataSettings
 from .bank import SegmentSettings
 from .networks import AlignmentNet, OrderingNet, SynthesisNet
 
-__all__ = ["SimsSettings", "Sims", "save_sims", "load_sims", "SIMS_KIND", "preset"]
+__all__ = ["SimsSettings", "Sims", "save_sims", "load_sims", "SIMS_KIND", "preset", "learns_ordering"]
 
 SIMS_KIND = "toolchain-restore/sims"
 
@@ -143,6 +143,11 @@ class Sims(nn.Module):
     def size_multiple(self) -> int:
         return self.synthesis.multiple
 
+    @property
+    def ordering_learned(self) -> bool:
+        """Whether the ordering classifier was trained (:func:`learns_ordering` of its settings)."""
+        return learns_ordering(self.settings)
+
     def condition(self, label: torch.Tensor, canvas: torch.Tensor, canvas_mask: torch.Tensor) -> torch.Tensor:
         """[one-hot labels, canvas (N x 3, [-1, 1], zero where empty), canvas mask (N x 1)].
 
@@ -161,6 +166,14 @@ class Sims(nn.Module):
 
     def forward(self, label, canvas, canvas_mask):
         return self.synthesis(self.condition(label, canvas, canvas_mask))
+
+
+def learns_ordering(settings: SimsSettings) -> bool:
+    """Whether training with ``settings`` trains the ordering classifier: only on data with
+    depth-order labels (the procedural scenes; a folder has none), with retrieval and
+    ``lambda_order`` > 0. Without it the paste order is ``ordering.ORDER_FALLBACK``."""
+    s = settings
+    return s.data == "procedural" and s.retrieval and s.lambda_order > 0
 
 
 def save_sims(model: Sims, path: str | os.PathLike, half: bool = False, **extra) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from .bank import THING_DEPTH, Segments, thumbnail
 
-__all__ = ["overlapping_pairs", "pair_features", "true_pairs", "paste_order"]
+__all__ = ["overlapping_pairs", "pair_features", "true_pairs", "paste_order", "ORDER_FALLBACK"]
 
 
 def overlapping_pairs(segments: Segments, touch: int = 2) -> np.ndarray:
@@ -63,27 +63,29 @@ def true_pairs(segments: Segments, depth_order: list[int], pairs: np.ndarray) ->
     return pairs[np.array(keep, np.int64)].reshape(-1, 2), np.array(target, np.float32)
 
 
+ORDER_FALLBACK = "larger segments first"
+"""The paste order without a trained ordering classifier (a model trained on data without
+depth-order labels, e.g. a folder): every segment behind every smaller one."""
+
+
 @torch.no_grad()
 def paste_order(segments: Segments, orderer=None, size: int = 32) -> list[int]:
     """Back to front: stuff first (largest first), then things ranked by how many of their
-    overlapping neighbours the classifier puts behind them (without a classifier: the
-    lower its box's bottom edge, the nearer)."""
-    n = len(segments)
+    overlapping neighbours the classifier puts behind them (the bottom edge of the box, the
+    lower the nearer, breaks ties). Without a classifier: :data:`ORDER_FALLBACK`, things too
+    largest first, so that a small object is never hidden under a large one."""
     areas = np.array([m.sum() for m in segments.masks])
-    stuff = [int(i) for i in np.argsort(-areas, kind="stable") if segments.instances[i] < THING_DEPTH]
+    by_area = [int(i) for i in np.argsort(-areas, kind="stable")]
+    stuff = [i for i in by_area if segments.instances[i] < THING_DEPTH]
+    if orderer is None:
+        return stuff + [i for i in by_area if segments.instances[i] >= THING_DEPTH]
     things = np.flatnonzero(segments.instances >= THING_DEPTH)
-    # The fallback: bottom edge as a weak prior and the tie-break.
     score = segments.boxes[:, 2].astype(np.float64) / max(segments.size[0], 1) * 1e-3
     pairs = overlapping_pairs(segments)
     if len(pairs):
-        if orderer is not None:
-            device = next(orderer.parameters()).device
-            masks, classes, boxes = pair_features(segments, pairs, size)
-            p = torch.sigmoid(orderer(masks.to(device), classes.to(device), boxes.to(device))).float().cpu().numpy()
-        else:
-            p = (segments.boxes[pairs[:, 0], 2] > segments.boxes[pairs[:, 1], 2]).astype(np.float64)
+        device = next(orderer.parameters()).device
+        masks, classes, boxes = pair_features(segments, pairs, size)
+        p = torch.sigmoid(orderer(masks.to(device), classes.to(device), boxes.to(device))).float().cpu().numpy()
         np.add.at(score, pairs[:, 0], p - 0.5)
         np.add.at(score, pairs[:, 1], 0.5 - p)
-    ranked = [int(i) for i in things[np.argsort(score[things], kind="stable")]]
-    assert len(stuff) + len(ranked) == n
-    return stuff + ranked
+    return stuff + [int(i) for i in things[np.argsort(score[things], kind="stable")]]

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...errors import InvalidInput
 from ...serialization import shipped_weights
 from ..datasets import from_model_image, to_model_image
 from .bank import MemoryBank, Segments, describe_segments
@@ -115,7 +116,8 @@ def align_candidates(model: Sims | None, segments: Segments, candidates: np.ndar
 def build_canvas(model: Sims | None, bank: MemoryBank, label: np.ndarray, instance: np.ndarray | None = None,
                  settings=None, device: str | torch.device = "cpu") -> CanvasResult:
     """The canvas of a layout: retrieval (top-k per segment, same class), alignment, the
-    paste order (ordering classifier; without a model, the box bottom rule), pasting.
+    paste order (the ordering classifier where it was trained, see ``Sims.ordering_learned``;
+    else, and without a model, ``ordering.ORDER_FALLBACK``), pasting.
 
     Raises:
         BankError: a class of the layout the bank has no segment of.
@@ -128,7 +130,8 @@ def build_canvas(model: Sims | None, bank: MemoryBank, label: np.ndarray, instan
     candidates, _ = bank.retrieve(segments, s.top_k, s.weights)
     chosen, thetas = align_candidates(model, segments, candidates, bank, s.alignment, s.align_size, s.align_margin,
                                       s.align_refine_steps, device)
-    order = paste_order(segments, model.orderer.to(device) if model is not None else None, s.shape_size)
+    learned = model is not None and model.ordering_learned
+    order = paste_order(segments, model.orderer.to(device) if learned else None, s.shape_size)
     placed = [None if chosen[q] < 0 else place_segment(bank.segment(int(chosen[q])), segments.boxes[q], label.shape,
                                                         s.align_margin, thetas[q]) for q in range(len(segments))]
     canvas, mask = compose_canvas(label, segments, placed, order)
@@ -159,7 +162,7 @@ def synthesize(model: Sims, bank: MemoryBank | None, label: np.ndarray, instance
             raise ValueError("this model synthesises from retrieved segments: give it a memory bank "
                              "(toolchain-restore sims build-bank)")
         if bank.label_count != n:
-            raise ValueError(f"the bank has {bank.label_count} labels, the model {n}")
+            raise InvalidInput(f"the memory bank has {bank.label_count} labels, the model {n} (a bank of other data?)")
         result = build_canvas(model, bank, label, instance, device=device)
         canvas, mask = result.canvas, result.mask
     label_t = torch.from_numpy(np.ascontiguousarray(label)).long()[None].to(device)
