@@ -12,6 +12,7 @@ code catching ``ValueError`` or ``FileNotFoundError`` keeps working:
 - :class:`InvalidInput` (a ``ValueError``): a value, a file's contents or an option that a
   command cannot use;
 - :class:`MissingInput` (a ``FileNotFoundError``): a file or folder the user named is not there;
+- :class:`NotAFolder` (a ``NotADirectoryError``): a path named as a folder is not one;
 - :class:`Unavailable` (a ``RuntimeError``): this machine lacks what was asked for (a CUDA device).
 
 The domain errors (``WeightsError``, ``ImageReadError``, ``BankError``, ``MatFileError``,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-__all__ = ["UserError", "InvalidInput", "MissingInput", "Unavailable", "positive", "one_line", "run_reporting",
+__all__ = ["UserError", "InvalidInput", "MissingInput", "NotAFolder", "Unavailable", "positive", "one_line", "run_reporting",
            "deprecation_warning", "EXIT_USER_ERROR"]
 
 EXIT_USER_ERROR = 2
@@ -40,6 +41,10 @@ class InvalidInput(UserError, ValueError):
 
 class MissingInput(UserError, FileNotFoundError):
     """A file or folder the user named that is not there."""
+
+
+class NotAFolder(UserError, NotADirectoryError):
+    """A path the user named as a folder that is a file (or not there at all)."""
 
 
 class Unavailable(UserError, RuntimeError):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..data import IMAGE_EXTENSIONS, ImageReadError, PatchSampler, image_set, read_image
 from ..data.screening import usable_images
-from ..errors import InvalidInput, MissingInput
+from ..errors import InvalidInput, MissingInput, NotAFolder
 from ..tools.data import tool_degrade_fn
 from ..tools.specs import TOOL_SPECS
 
@@ -93,7 +93,7 @@ def folder_of_classes(root: str | os.PathLike, size: int = 32) -> Classification
     the classes are the subfolder names in sorted order."""
     root = Path(root)
     if not root.is_dir():
-        raise MissingInput(f"{root} is not a folder of class subfolders")
+        raise NotAFolder(f"{root} is not a folder of class subfolders")
     classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
     if len(classes) < 2:
         raise InvalidInput(f"{root}: need at least two class subfolders, found {list(classes)}")

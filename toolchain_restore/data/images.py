@@ -17,7 +17,7 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InvalidInput, MissingInput
+from ..errors import InvalidInput, MissingInput, NotAFolder
 from .cache import ImageCache
 
 __all__ = [
@@ -227,7 +227,7 @@ def image_set(data: str | os.PathLike | ImageSet | None, split: Split) -> ImageS
     if not root.exists():
         raise FileNotFoundError(f"data folder {root} does not exist")
     if not root.is_dir():
-        raise NotADirectoryError(f"data must be a folder of images, got the file {root}")
+        raise NotAFolder(f"data must be a folder of images, got the file {root}")
     for layout in (DIV2K_FOLDERS, {"train": "train", "test": "test"}):
         train_dir, test_dir = root / layout["train"], root / layout["test"]
         if train_dir.is_dir() or test_dir.is_dir():
