@@ -62,6 +62,10 @@ def _make_files(folder: Path) -> dict[str, Path]:
     for name in ("segmenter", "pix2pixhd", "sims", "agent"):
         paths[f"{name}_weights"] = shipped_weights(f"{name}.safetensors")
     paths["missing"] = folder / "missing.png"
+    paths["bad_folder"] = folder / "bad_folder"  # a data folder whose only images are broken
+    paths["bad_folder"].mkdir()
+    (paths["bad_folder"] / "half.png").write_bytes(contents["truncated_png"])
+    (paths["bad_folder"] / "notes.png").write_bytes(contents["text_png"])
     return paths
 
 
@@ -230,7 +234,22 @@ CORPUS = [
     ("corpus build", "the following arguments are required: DIR"),
 ]
 
-CATALOGUE = {"restoration": RESTORATION, "baselines": BASELINES, "classification": CLASSIFICATION,
+DATA_FOLDERS = [
+    ("train-tools --data {bad_folder} --out-dir {out}", "none of its 1 image files is usable"),
+    ("train-tools --data {missing} --out-dir {out}", "data folder {missing} does not exist"),
+    ("train-agent --data {bad_folder} --out-dir {out}", "none of its 1 image files is usable"),
+    ("train-baseline --data {bad_folder} --out-dir {out}", "none of its 1 image files is usable"),
+    ("evaluate --data {bad_folder} --out-dir {out}", "image files is usable"),
+    ("train-classifier --data {missing} --out-dir {out}", "{missing} is not a folder of class subfolders"),
+    ("pix2pixhd train --data {bad_folder} --layout cityscapes --out-dir {out}", "gtFine/train is missing"),
+    ("pix2pixhd train --data {bad_folder} --layout ade20k --out-dir {out}", "annotations/training is missing"),
+    ("sims build-bank --data {bad_folder} --layout cityscapes --output {out}/bank", "gtFine/train is missing"),
+    ("posewarp train --data {bad_folder} --out-dir {out}", "no frames/ folder"),
+]
+"""Data folders: each bad file is named in a warning when the folder opens, and a folder left
+with nothing usable is one error (a resume with other settings: tests/training/test_resume_rules.py)."""
+
+CATALOGUE = {"restoration": RESTORATION, "data folders": DATA_FOLDERS, "baselines": BASELINES, "classification": CLASSIFICATION,
              "pix2pixhd": PIX2PIXHD, "sims": SIMS, "posewarp": POSEWARP, "corpus": CORPUS}
 """Every row, by subcommand family (docs/errors.md lists them)."""
 
@@ -241,6 +260,11 @@ def _ids(rows):
 
 @pytest.mark.parametrize("row", RESTORATION, ids=_ids(RESTORATION))
 def test_restoration_commands_refuse_bad_input(row, bad_files, tmp_path, capsys, monkeypatch):
+    check_row(row, bad_files, tmp_path, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("row", DATA_FOLDERS, ids=_ids(DATA_FOLDERS))
+def test_data_folders_that_cannot_be_used_are_refused(row, bad_files, tmp_path, capsys, monkeypatch):
     check_row(row, bad_files, tmp_path, capsys, monkeypatch)
 
 
@@ -274,7 +298,7 @@ def test_corpus_commands_refuse_bad_input(row, bad_files, tmp_path, capsys, monk
     check_row(row, bad_files, tmp_path, capsys, monkeypatch)
 
 
-SHOWN_AS = {"out": "out", "all_tools": "1,...,12", "missing": "missing.png", "segmenter_weights": "segmenter.safetensors",
+SHOWN_AS = {"out": "out", "bad_folder": "bad_folder", "all_tools": "1,...,12", "missing": "missing.png", "segmenter_weights": "segmenter.safetensors",
             "pix2pixhd_weights": "pix2pixhd.safetensors", "sims_weights": "sims.safetensors",
             "agent_weights": "agent.safetensors"}
 """How docs/errors.md writes the files of the rows (the shipped weights by their file name)."""

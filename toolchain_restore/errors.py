@@ -22,6 +22,7 @@ The domain errors (``WeightsError``, ``ImageReadError``, ``BankError``, ``MatFil
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, Callable
 
 __all__ = ["UserError", "InvalidInput", "MissingInput", "NotAFolder", "Unavailable", "positive", "one_line", "run_reporting",
@@ -63,14 +64,23 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def _show_warning_on_one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                              file: Any = None, line: str | None = None) -> None:
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def run_reporting(run: Callable[..., int], *args: Any) -> int:
     """``run(*args)``'s exit status; a :class:`UserError` is printed as ``error: ...`` on
-    stderr and gives :data:`EXIT_USER_ERROR`. Other exceptions propagate with their traceback."""
-    try:
-        return run(*args)
-    except UserError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    stderr and gives :data:`EXIT_USER_ERROR`. Other exceptions propagate with their traceback.
+    Warnings meanwhile are one line each, ``warning: ...`` (a bad file skipped, say), without
+    the source line Python shows by default."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning_on_one_line
+        try:
+            return run(*args)
+        except UserError as err:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+            return EXIT_USER_ERROR
 
 
 def deprecation_warning(old: str, new: str, where: str) -> None:

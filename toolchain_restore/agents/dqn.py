@@ -351,6 +351,10 @@ def resume(run: Run, s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNet
     return state["counters"]
 
 
+COUNTERS = ("global_step", "updates", "next_eval", "next_sync")
+"""The loop's counters a checkpoint keeps, in the order the loop unpacks them."""
+
+
 def make_envs(s: DQNSettings, device: torch.device) -> ToolchainRestoreVectorEnv:
     """The native vector env of training patches (each tool runs once per step on all envs that chose it)."""
     return ToolchainRestoreVectorEnv(s.num_envs, level=s.level, data=s.data, split="train", toolbox=s.toolbox,
@@ -358,9 +362,11 @@ def make_envs(s: DQNSettings, device: torch.device) -> ToolchainRestoreVectorEnv
                                      precision=s.precision, clean_fraction=s.clean_fraction)
 
 
-def log_charts(writer: Any, step: int, episodes: EpisodeCollector, clock: PhaseClock, epsilon: float,
+def log_charts(run: Run, step: int, episodes: EpisodeCollector, clock: PhaseClock, epsilon: float,
                lr: float) -> None:
     """The charts/ and perf/ records of every LOG_EVERY environment steps."""
+    writer = run.writer
+    writer.add_scalar("charts/cpu_minutes", run.cpu_seconds / 60, step)
     episodes.log(writer, step)
     writer.add_scalar("charts/epsilon", epsilon, step)
     writer.add_scalar("charts/learning_rate", lr, step)
@@ -413,14 +419,14 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
         check_demonstrations(path)
     device = resolve_device(s.device)
     run = Run(s.out_dir, settings=(s,), resume=s.resume, overwrite=s.overwrite, schedule=lr_schedule(s))
+    envs = make_envs(s, device)  # opens the data folder: a folder of bad images stops the run before it writes
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
     q, target, optimizer, scaler, replay, counters = setup(s, run, device, rng)
-    global_step, updates, next_eval, next_sync = (counters[k] for k in ("global_step", "updates", "next_eval",
-                                                                        "next_sync"))
+    global_step, updates, next_eval, next_sync = (counters[k] for k in COUNTERS)
     next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
     run.write_settings(asdict(s))
-    with run, contextlib.closing(make_envs(s, device)) as envs:
+    with run, contextlib.closing(envs):
         run.open_writer(global_step, settings_markdown(s), precision_summary(s.precision, device), purge=True)
         policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
         # Acts during training with the scheduled epsilon; shares the network and the run's rng.
@@ -461,8 +467,7 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
             # -- record, evaluate, checkpoint ------------------------------------------------
             finished = global_step >= s.total_steps
             if episodes.returns and (global_step // LOG_EVERY != (global_step - acted) // LOG_EVERY or finished):
-                log_charts(run.writer, global_step, episodes, clock, epsilon, optimizer.param_groups[0]["lr"])
-                run.writer.add_scalar("charts/cpu_minutes", run.cpu_seconds / 60, global_step)
+                log_charts(run, global_step, episodes, clock, epsilon, optimizer.param_groups[0]["lr"])
             if global_step >= next_eval or finished:
                 next_eval += s.eval_every
                 if run.is_main:
@@ -470,8 +475,7 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
                     policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
             if global_step >= next_checkpoint or finished:
                 next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
-                counters = {"global_step": global_step, "updates": updates, "next_eval": next_eval,
-                            "next_sync": next_sync}
+                counters = dict(zip(COUNTERS, (global_step, updates, next_eval, next_sync)))
                 run.save_checkpoint(checkpoint_state(s, q, target, optimizer, replay, rng, counters))
         hooks.on_train_end(loop)
     if run.is_main:

@@ -143,7 +143,7 @@ class ImageSet:
         from .screening import usable_images  # it reports with this module's ImageReadError
 
         if not paths:
-            raise ValueError(f"{name}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            raise InvalidInput(f"{name}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         given = [Path(p) for p in paths]
         self.paths = usable_images(given, name)
         kept = set(self.paths)
@@ -225,7 +225,7 @@ def image_set(data: str | os.PathLike | ImageSet | None, split: Split) -> ImageS
         return embedded_images(split)
     root = Path(data)
     if not root.exists():
-        raise FileNotFoundError(f"data folder {root} does not exist")
+        raise MissingInput(f"data folder {root} does not exist")
     if not root.is_dir():
         raise NotAFolder(f"data must be a folder of images, got the file {root}")
     for layout in (DIV2K_FOLDERS, {"train": "train", "test": "test"}):
@@ -233,7 +233,7 @@ def image_set(data: str | os.PathLike | ImageSet | None, split: Split) -> ImageS
         if train_dir.is_dir() or test_dir.is_dir():
             if not (train_dir.is_dir() and test_dir.is_dir()):
                 have, missing = (train_dir, test_dir) if train_dir.is_dir() else (test_dir, train_dir)
-                raise ValueError(
+                raise InvalidInput(
                     f"{root}: found {have.name}/ but not {missing.name}/; give both, or a flat folder "
                     f"(split by file name) so that no image is in both splits"
                 )
@@ -241,5 +241,5 @@ def image_set(data: str | os.PathLike | ImageSet | None, split: Split) -> ImageS
             return ImageSet(_list_images(sub), str(sub))
     paths = _list_images(root)
     if not paths:
-        raise ValueError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        raise InvalidInput(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return ImageSet(_flat_split(paths, root)[split], f"{root}:{split}")

@@ -24,6 +24,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import InvalidInput, MissingInput
+
 __all__ = ["LAYOUTS", "Layout", "LayoutFiles", "LabelSet", "CITYSCAPES_SUFFIXES", "CITYSCAPES_TRAIN_IDS",
            "CITYSCAPES_TRAIN_CLASSES", "CITYSCAPES_IGNORE", "ADE20K_CLASSES", "sample_key", "detect_layout",
            "layout_files", "label_set"]
@@ -86,15 +88,15 @@ def label_set(layout: str, cityscapes_labels: str = "ids", label_count: int | No
     elif layout == "cityscapes" and cityscapes_labels == "ids":
         labels = LabelSet("cityscapes label ids", CITYSCAPES_LABEL_IDS, CITYSCAPES_LABEL_IDS)
     elif layout == "cityscapes":
-        raise ValueError(f"cityscapes_labels must be 'ids' or 'train_ids', got {cityscapes_labels!r}")
+        raise InvalidInput(f"cityscapes_labels must be 'ids' or 'train_ids', got {cityscapes_labels!r}")
     elif layout == "ade20k":
         labels = LabelSet("ADE20K classes", ADE20K_CLASSES + 1, ADE20K_CLASSES + 1, 0)
     elif layout == "pix2pixhd":
         return LabelSet("label values", label_count, label_count)
     else:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS[1:])} once detected, got {layout!r}")
+        raise InvalidInput(f"layout must be one of {', '.join(LAYOUTS[1:])} once detected, got {layout!r}")
     if label_count is not None and label_count != labels.label_count:
-        raise ValueError(f"{labels.name} make label_count {labels.label_count}, not {label_count}: leave label_count "
+        raise InvalidInput(f"{labels.name} make label_count {labels.label_count}, not {label_count}: leave label_count "
                          f"unset (or give {labels.label_count}) for a {layout} folder")
     return labels
 
@@ -134,7 +136,7 @@ def _index(folder: Path, extensions: tuple[str, ...], pattern: str = "*") -> dic
             continue
         key = sample_key(path)
         if key in found:
-            raise ValueError(f"{folder}: {found[key].relative_to(folder)} and {path.relative_to(folder)} both stand "
+            raise InvalidInput(f"{folder}: {found[key].relative_to(folder)} and {path.relative_to(folder)} both stand "
                              f"for sample {key!r}; keep one of them")
         found[key] = path
     return found
@@ -152,7 +154,7 @@ def _check_pairing(labels: dict[str, Path], others: dict[str, Path], label_dir: 
         problems.append(f"{len(lonely_others)} {what} files in {other_dir} have no matching label in {label_dir}: "
                         f"{_listing(lonely_others)}")
     if problems:
-        raise ValueError("; ".join(problems) + " (files are paired by name; Cityscapes suffixes "
+        raise InvalidInput("; ".join(problems) + " (files are paired by name; Cityscapes suffixes "
                          f"{', '.join(CITYSCAPES_SUFFIXES)} are ignored)")
 
 
@@ -175,12 +177,12 @@ def _pix2pixhd_files(root: Path, phase: str, require_images: bool) -> LayoutFile
     """``{phase}_label/``, ``{phase}_inst/`` and ``{phase}_img/``, each flat."""
     label_dir, instance_dir, image_dir = (root / f"{phase}_{kind}" for kind in ("label", "inst", "img"))
     if not label_dir.is_dir():
-        raise FileNotFoundError(f"{label_dir} is missing: pix2pixHD's layout needs {phase}_label/, {phase}_img/ and "
+        raise MissingInput(f"{label_dir} is missing: pix2pixHD's layout needs {phase}_label/, {phase}_img/ and "
                                 f"optionally {phase}_inst/ under {root} (it holds: {_present(root)}); Cityscapes "
                                 f"(gtFine/, leftImg8bit/) and ADE20K (images/, annotations/) are read as downloaded")
     labels = _index(label_dir, LABEL_EXTENSIONS)
     if not labels:
-        raise ValueError(f"{label_dir}: no label files ({', '.join(LABEL_EXTENSIONS)})")
+        raise InvalidInput(f"{label_dir}: no label files ({', '.join(LABEL_EXTENSIONS)})")
     instances = _index(instance_dir, LABEL_EXTENSIONS) if instance_dir.is_dir() else None
     if instances is not None:
         _check_pairing(labels, instances, label_dir, instance_dir, "instance map")
@@ -189,7 +191,7 @@ def _pix2pixhd_files(root: Path, phase: str, require_images: bool) -> LayoutFile
         images = _index(image_dir, PHOTO_EXTENSIONS)
         _check_pairing(labels, images, label_dir, image_dir, "image")
     elif require_images:
-        raise FileNotFoundError(f"{image_dir} is missing: every label in {label_dir} needs its photo there (pass "
+        raise MissingInput(f"{image_dir} is missing: every label in {label_dir} needs its photo there (pass "
                                 f"require_images=False to read labels alone, e.g. at test time)")
     return LayoutFiles(labels, instances, images, f"{root} ({phase})")
 
@@ -200,7 +202,7 @@ _ADE20K_SPLITS = {"train": "training", "test": "validation", "training": "traini
 
 def _split_folder(splits: dict[str, str], phase: str, dataset: str) -> str:
     if phase not in splits:
-        raise ValueError(f"{dataset} has the phases {', '.join(splits)}; got {phase!r}")
+        raise InvalidInput(f"{dataset} has the phases {', '.join(splits)}; got {phase!r}")
     return splits[phase]
 
 
@@ -209,11 +211,11 @@ def _cityscapes_files(root: Path, phase: str, require_images: bool) -> LayoutFil
     split = _split_folder(_CITYSCAPES_SPLITS, phase, "Cityscapes")
     label_dir, image_dir = root / "gtFine" / split, root / "leftImg8bit" / split
     if not label_dir.is_dir():
-        raise FileNotFoundError(f"{label_dir} is missing: Cityscapes' {split} labels are gtFine/{split}/<city>/"
+        raise MissingInput(f"{label_dir} is missing: Cityscapes' {split} labels are gtFine/{split}/<city>/"
                                 f"*_gtFine_labelIds.png (from gtFine_trainvaltest.zip)")
     labels = _index(label_dir, (".png",), "*/*_gtFine_labelIds.png")
     if not labels:
-        raise ValueError(f"{label_dir}: no <city>/*_gtFine_labelIds.png files (the *_color.png maps are not label ids)")
+        raise InvalidInput(f"{label_dir}: no <city>/*_gtFine_labelIds.png files (the *_color.png maps are not label ids)")
     instances = _index(label_dir, (".png",), "*/*_gtFine_instanceIds.png") or None
     if instances is not None:
         _check_pairing(labels, instances, label_dir, label_dir, "instance map (*_gtFine_instanceIds.png)")
@@ -221,7 +223,7 @@ def _cityscapes_files(root: Path, phase: str, require_images: bool) -> LayoutFil
     if images:
         _check_pairing(labels, images, label_dir, image_dir, "photo (*_leftImg8bit.png)")
     elif require_images:
-        raise FileNotFoundError(f"{image_dir} holds no <city>/*_leftImg8bit.png photos (from "
+        raise MissingInput(f"{image_dir} holds no <city>/*_leftImg8bit.png photos (from "
                                 f"leftImg8bit_trainvaltest.zip, unpacked beside gtFine/)")
     return LayoutFiles(labels, instances, images or None, f"{root} (Cityscapes {split})")
 
@@ -231,15 +233,15 @@ def _ade20k_files(root: Path, phase: str, require_images: bool) -> LayoutFiles:
     split = _split_folder(_ADE20K_SPLITS, phase, "ADE20K")
     label_dir, image_dir = root / "annotations" / split, root / "images" / split
     if not label_dir.is_dir():
-        raise FileNotFoundError(f"{label_dir} is missing: ADE20K SceneParsing's labels are annotations/{split}/*.png")
+        raise MissingInput(f"{label_dir} is missing: ADE20K SceneParsing's labels are annotations/{split}/*.png")
     labels = _index(label_dir, (".png",))
     if not labels:
-        raise ValueError(f"{label_dir}: no .png annotations")
+        raise InvalidInput(f"{label_dir}: no .png annotations")
     images = _index(image_dir, PHOTO_EXTENSIONS) if image_dir.is_dir() else {}
     if images:
         _check_pairing(labels, images, label_dir, image_dir, "photo")
     elif require_images:
-        raise FileNotFoundError(f"{image_dir} holds no photos (ADE20K SceneParsing: images/{split}/*.jpg)")
+        raise MissingInput(f"{image_dir} holds no photos (ADE20K SceneParsing: images/{split}/*.jpg)")
     return LayoutFiles(labels, None, images or None, f"{root} (ADE20K {split})")
 
 
@@ -253,9 +255,9 @@ def layout_files(root: str | os.PathLike, phase: str, layout: str = "auto", requ
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"layout folder {root} does not exist")
+        raise MissingInput(f"layout folder {root} does not exist")
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise InvalidInput(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     found = detect_layout(root) if layout == "auto" else layout
     reader = {"pix2pixhd": _pix2pixhd_files, "cityscapes": _cityscapes_files, "ade20k": _ade20k_files}[found]
     return found, reader(root, phase, require_images)

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data.images import ImageReadError, read_image
 from ..data.screening import usable_images
+from ..errors import InvalidInput, MissingInput
 from .folder_layouts import (CITYSCAPES_SUFFIXES, LABEL_EXTENSIONS, PHOTO_EXTENSIONS, LabelSet, LayoutFiles,
                              label_set, layout_files, sample_key)
 from .scenes import Scene
@@ -55,7 +56,7 @@ def read_integer_map(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no label or instance file at {path}")
+        raise MissingInput(f"no label or instance file at {path}")
     try:
         with Image.open(path) as im:
             im.load()
@@ -81,7 +82,7 @@ def pad_to_multiple(array: np.ndarray, multiple: int, mode: str = "edge") -> tup
     of ``multiple``; return the padded array and (pad_h, pad_w). ``mode`` is numpy's pad mode:
     'edge' for label and instance maps (no new values appear), 'reflect' for photos."""
     if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
+        raise InvalidInput(f"multiple must be >= 1, got {multiple}")
     h, w = array.shape[:2]
     pad_h, pad_w = -h % multiple, -w % multiple
     if pad_h == 0 and pad_w == 0:
@@ -101,7 +102,7 @@ def check_divisible(height: int, width: int, multiple: int, name: str) -> None:
         return
     n = math.log2(multiple)
     power = f"2**{int(n)}" if n.is_integer() else str(multiple)
-    raise ValueError(
+    raise InvalidInput(
         f"{name}: size {height} x {width} is not divisible by {multiple} (= {power}, two to the number of "
         f"downsamplings): each stride-2 convolution halves the size and the transposed convolutions would not "
         f"restore it. Resize the data, or pad it: LayoutFolder(..., pad_to={multiple}) pads to "
@@ -114,7 +115,7 @@ def resize_to_width(array: np.ndarray, width: int, integer: bool) -> np.ndarray:
     height in proportion (rounded, at least 1): integer maps by their nearest pixel (no new
     values appear), photos bicubic."""
     if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
+        raise InvalidInput(f"width must be >= 1, got {width}")
     h, w = array.shape[:2]
     height = max(1, round(h * width / w))
     if (height, width) == (h, w):
@@ -135,7 +136,7 @@ def crop_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
     """
     h, w = array.shape[:2]
     if h < multiple or w < multiple:
-        raise ValueError(f"a {h} x {w} sample is smaller than the size multiple {multiple}; give a larger width")
+        raise InvalidInput(f"a {h} x {w} sample is smaller than the size multiple {multiple}; give a larger width")
     new_h, new_w = h - h % multiple, w - w % multiple
     top, left = (h - new_h) // 2, (w - new_w) // 2
     return array[top : top + new_h, left : left + new_w]
@@ -204,18 +205,18 @@ class LayoutFolder:
             crop_to: then crop its centre to multiples of this (the model's size multiple).
         """
         if int(pad_to) < 1 or int(crop_to) < 1:
-            raise ValueError(f"pad_to and crop_to must be >= 1, got {pad_to} and {crop_to}")
+            raise InvalidInput(f"pad_to and crop_to must be >= 1, got {pad_to} and {crop_to}")
         if not phase or "/" in phase or "\\" in phase:
-            raise ValueError(f"phase must be a plain name such as 'train' or 'test', got {phase!r}")
+            raise InvalidInput(f"phase must be a plain name such as 'train' or 'test', got {phase!r}")
         if load_width is not None and int(load_width) < 1:
-            raise ValueError(f"load_width must be a positive number of pixels or None, got {load_width}")
+            raise InvalidInput(f"load_width must be a positive number of pixels or None, got {load_width}")
         self.root, self.phase = Path(root), phase
         self.pad_to, self.crop_to, self.load_width = int(pad_to), int(crop_to), load_width
         self.layout, files = layout_files(self.root, phase, layout, require_images)
         self.labels: LabelSet = label_set(self.layout, cityscapes_labels, label_count)
         """How the files' label values become the model's (count, ignore value, mapping)."""
         if self.labels.label_count is None or self.labels.label_count < 1:
-            raise ValueError(f"label_count (the number of label values, pix2pixHD's --label_nc) must be a positive "
+            raise InvalidInput(f"label_count (the number of label values, pix2pixHD's --label_nc) must be a positive "
                              f"integer, got {label_count!r}")
         self.label_count = self.labels.label_count
         self._files = _screened(files)
@@ -251,7 +252,7 @@ class LayoutFolder:
         label = read_integer_map(path)
         low, high, count = int(label.min()), int(label.max()), int(self.labels.raw_count or self.label_count)
         if low < 0 or high >= count:
-            raise ValueError(f"{path}: label values span {low}..{high} (max {high}) but label_count is "
+            raise InvalidInput(f"{path}: label values span {low}..{high} (max {high}) but label_count is "
                              f"{count}, so values must lie in 0..{count - 1}. The official "
                              f"code would crash here with a CUDA index error (a device-side assert in scatter_); "
                              f"raise label_count (--label_nc) or remap the labels")
@@ -269,7 +270,7 @@ class LayoutFolder:
             image = read_image(self._files.images[name])
             sizes[self._files.images[name]] = image.shape[:2]
         if len(set(sizes.values())) > 1:
-            raise ValueError(f"sample {name!r}: its files differ in size: "
+            raise InvalidInput(f"sample {name!r}: its files differ in size: "
                              + ", ".join(f"{p.name} is {s[0]} x {s[1]}" for p, s in sizes.items()))
         return label, instance, image
 
@@ -320,7 +321,7 @@ def write_layout(root: str | os.PathLike, phase: str, scenes: list[Scene]) -> li
     for i, scene in enumerate(scenes):
         name = f"scene_{i:05d}"
         if scene.instance.min() < 0 or scene.instance.max() > np.iinfo(np.uint16).max:
-            raise ValueError(f"{name}: instance ids span {scene.instance.min()}..{scene.instance.max()}, beyond "
+            raise InvalidInput(f"{name}: instance ids span {scene.instance.min()}..{scene.instance.max()}, beyond "
                              f"a 16-bit PNG")
         Image.fromarray(np.ascontiguousarray(scene.label, dtype=np.uint8)).save(folders["label"] / f"{name}.png")
         Image.fromarray(np.ascontiguousarray(scene.instance, dtype=np.uint16)).save(folders["inst"] / f"{name}.png")

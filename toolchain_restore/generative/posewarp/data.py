@@ -26,7 +26,7 @@ import numpy as np
 
 from ...data.images import ImageReadError, split_by_name
 from ...data.screening import usable_images
-from ...errors import InvalidInput
+from ...errors import InvalidInput, MissingInput
 from .figures import TEST_VIDEO_SEED, TRAIN_VIDEO_SEED, ProceduralVideo
 from .pose import FLIP_ORDER, JOINT_COUNT, check_joints
 
@@ -65,7 +65,7 @@ def read_video_info(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no info file at {path} (expected info/<video>.mat beside frames/<video>/)")
+        raise MissingInput(f"no info file at {path} (expected info/<video>.mat beside frames/<video>/)")
     try:
         content = loadmat(str(path), squeeze_me=False, struct_as_record=True)
     except Exception as err:  # scipy raises several types for a damaged file
@@ -101,9 +101,9 @@ def _check_frames(numbered: dict[int, Path], joints: np.ndarray, info: Path) -> 
     """Every frame has joints in the video's info file."""
     for n in sorted(numbered):
         if n < 1 or n > len(joints):
-            raise ValueError(f"{numbered[n]}: frame {n} has no joints ({info} holds {len(joints)} frames)")
+            raise InvalidInput(f"{numbered[n]}: frame {n} has no joints ({info} holds {len(joints)} frames)")
         if not np.isfinite(joints[n - 1]).any():
-            raise ValueError(f"{numbered[n]}: frame {n} has no joints (all unknown in the info file)")
+            raise InvalidInput(f"{numbered[n]}: frame {n} has no joints (all unknown in the info file)")
 
 
 def _split_videos(root: Path, split: str | None) -> tuple[Path, set[str] | None]:
@@ -121,7 +121,7 @@ def _split_videos(root: Path, split: str | None) -> tuple[Path, set[str] | None]
     frames_dir = root / "frames"
     videos = sorted(p.name for p in frames_dir.iterdir() if p.is_dir()) if frames_dir.is_dir() else []
     if len(videos) == 1:
-        raise ValueError(f"{root}: one video ({videos[0]!r}); held-out pairs come from held-out videos, never from "
+        raise InvalidInput(f"{root}: one video ({videos[0]!r}); held-out pairs come from held-out videos, never from "
                          f"other frames of a training video, so a split needs two or more videos (or train/ and "
                          f"test/ folders in the official layout)")
     return root, set(split_by_name(videos)[split])
@@ -156,7 +156,7 @@ class VideoFolder:
         self.root = folder_root
         frames_dir, info_dir = self.root / "frames", self.root / "info"
         if not frames_dir.is_dir():
-            raise FileNotFoundError(f"{self.root}: no frames/ folder (expected frames/<video>/<n>.jpg and "
+            raise MissingInput(f"{self.root}: no frames/ folder (expected frames/<video>/<n>.jpg and "
                                     f"info/<video>.mat)")
         self.videos: list[str] = []
         self.frames: dict[str, dict[int, Path]] = {}
@@ -171,7 +171,7 @@ class VideoFolder:
             self.videos.append(folder.name)
             self.frames[folder.name], self.joints[folder.name], self.boxes[folder.name] = numbered, joints, boxes
         if not self.videos:
-            raise FileNotFoundError(f"{frames_dir}: no video folders with usable numbered frames "
+            raise MissingInput(f"{frames_dir}: no video folders with usable numbered frames "
                                     f"({', '.join(_FRAME_EXTENSIONS)})" + (f" in the {split} split" if split else ""))
 
     def __len__(self) -> int:
@@ -342,7 +342,7 @@ class FolderPairs:
             numbers = self.folder.frame_numbers(video)
             if len(numbers) < 2:
                 if len(self.folder) == 1:
-                    raise ValueError(f"video {video!r} has {len(numbers)} usable frame(s); a pair needs two")
+                    raise InvalidInput(f"video {video!r} has {len(numbers)} usable frame(s); a pair needs two")
                 continue
             source, target = (int(n) for n in rng.choice(numbers, 2, replace=False))
             try:
@@ -352,7 +352,7 @@ class FolderPairs:
                 self._drop_unreadable(video, (source, target))
                 continue
             return _augment(rng, pair, self.size) if self.augment else pair
-        raise ValueError(f"{self.folder.root}: no video yields a pair of readable frames")
+        raise InvalidInput(f"{self.folder.root}: no video yields a pair of readable frames")
 
     def _drop_unreadable(self, video: str, numbers: tuple[int, ...]) -> None:
         """Forget those of the frames ``numbers`` of ``video`` that do not decode."""
