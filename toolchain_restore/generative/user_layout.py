@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InvalidInput, MissingInput
 from .layout import read_integer_map
 
-__all__ = ["read_user_layout"]
+__all__ = ["read_user_layout", "layout_to_synthesize"]
 
 
 def _read_map(path: Path, option: str) -> np.ndarray:
@@ -47,3 +47,18 @@ def read_user_layout(label_path: str | os.PathLike, instance_path: str | os.Path
         raise InvalidInput(f"--layout {label_path}: {height}x{width} pixels; this model needs a height and width "
                            f"that are multiples of {multiple} (pad or crop it)")
     return label, instance
+
+
+def layout_to_synthesize(layout: str | os.PathLike | None, instance: str | os.PathLike | None, scene: int,
+                         label_count: int, multiple: int, height: int, width: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(label, instance, real photo or None) for a synthesis command: the user's ``--layout``
+    (and ``--instance``) when given, else procedural test scene ``scene`` (``--scene``) of
+    ``height`` x ``width`` with its real image. Raises as :func:`read_user_layout` and
+    :func:`~.scenes.procedural_scene` do."""
+    if layout:
+        return (*read_user_layout(layout, instance, label_count, multiple), None)
+    from .scenes import procedural_scene
+
+    drawn = procedural_scene("test", scene, height, width, what="--scene")
+    return drawn.label.astype(np.int64), drawn.instance.astype(np.int64), drawn.image

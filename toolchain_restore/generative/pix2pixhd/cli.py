@@ -181,8 +181,7 @@ def _parse_choice(text: str | None) -> dict[int, int]:
 
 def _pix2pixhd_sample(s: Pix2PixHDSampleSettings) -> int:
     from ...data.image_io import check_writable
-    from ..scenes import procedural_scene
-    from ..user_layout import read_user_layout
+    from ..user_layout import layout_to_synthesize
     from .sampling import synthesize, write_sheet
 
     check_writable(s.output)
@@ -190,12 +189,8 @@ def _pix2pixhd_sample(s: Pix2PixHDSampleSettings) -> int:
     choice = _parse_choice(s.choose)
     model, clusters = _pix2pixhd_model(s)
     m = model.settings
-    real = None
-    if s.layout:
-        label, instance = read_user_layout(s.layout, s.instance, m.label_count, model.size_multiple)
-    else:
-        scene = procedural_scene("test", s.scene, m.height, m.width, what="--scene")
-        label, instance, real = scene.label.astype(np.int64), scene.instance.astype(np.int64), scene.image
+    label, instance, real = layout_to_synthesize(s.layout, s.instance, s.scene, m.label_count, model.size_multiple,
+                                                 m.height, m.width)
     outputs = synthesize(model, label, instance, clusters, s.outputs, s.seed, choice, device=s.torch_device())
     write_sheet(s.output, label, outputs, real)
     ids = [int(i) for i in np.unique(instance) if i >= 1000]

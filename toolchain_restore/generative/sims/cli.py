@@ -154,19 +154,14 @@ def _model_and_bank(s: SimsModelSettings) -> tuple[Sims, MemoryBank | None]:
 
 def _synthesize(s: SimsSynthesizeSettings) -> int:
     from ...data.image_io import check_writable
-    from ..scenes import procedural_scene
-    from ..user_layout import read_user_layout
+    from ..user_layout import layout_to_synthesize
     from .sampling import synthesize, write_sheet
 
     check_writable(s.output)
     model, bank = _model_and_bank(s)
     m = model.settings
-    real = None
-    if s.layout:
-        label, instance = read_user_layout(s.layout, s.instance, m.label_count, model.size_multiple)
-    else:
-        scene = procedural_scene("test", s.scene, m.height, m.width, what="--scene")
-        label, instance, real = scene.label.astype(np.int64), scene.instance.astype(np.int64), scene.image
+    label, instance, real = layout_to_synthesize(s.layout, s.instance, s.scene, m.label_count, model.size_multiple,
+                                                 m.height, m.width)
     image, result = synthesize(model, bank, label, instance, s.torch_device(), return_canvas=True)
     canvas = result.canvas if result is not None else None
     write_sheet(s.output, label, canvas, image, real)
