@@ -13,6 +13,7 @@ code catching ``ValueError`` or ``FileNotFoundError`` keeps working:
   command cannot use;
 - :class:`MissingInput` (a ``FileNotFoundError``): a file or folder the user named is not there;
 - :class:`NotAFolder` (a ``NotADirectoryError``): a path named as a folder is not one;
+- :class:`RunExists` (a ``FileExistsError``): an output folder already holds a run;
 - :class:`Unavailable` (a ``RuntimeError``): this machine lacks what was asked for (a CUDA device).
 
 The domain errors (``WeightsError``, ``ImageReadError``, ``BankError``, ``MatFileError``,
@@ -25,7 +26,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
-__all__ = ["UserError", "InvalidInput", "MissingInput", "NotAFolder", "Unavailable", "positive", "one_line", "run_reporting",
+__all__ = ["UserError", "InvalidInput", "MissingInput", "NotAFolder", "RunExists", "Unavailable", "positive", "one_line", "run_reporting",
            "deprecation_warning", "EXIT_USER_ERROR"]
 
 EXIT_USER_ERROR = 2
@@ -42,6 +43,10 @@ class InvalidInput(UserError, ValueError):
 
 class MissingInput(UserError, FileNotFoundError):
     """A file or folder the user named that is not there."""
+
+
+class RunExists(UserError, FileExistsError):
+    """An output folder that already holds a run the command will not continue or replace."""
 
 
 class NotAFolder(UserError, NotADirectoryError):

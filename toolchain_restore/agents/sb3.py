@@ -37,9 +37,9 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from ..config import RunSettings, ToolchainSettings, TrainingPatches
+from ..config import RunSettings, ToolchainSettings, TrainingPatches, settings_markdown
+from ..errors import RunExists
 from ..runtime import resolve_device
-from ..config import settings_markdown
 from .network import SamePadConv2d
 
 __all__ = ["MISSING_SB3", "SB3Settings", "PatchFeaturesExtractor", "require_sb3", "train_sb3", "load_sb3"]
@@ -317,7 +317,7 @@ def train_sb3(settings: SB3Settings, progress: bool = False):
     s = settings
     out_dir = s.run_dir
     if any(out_dir.glob("events.out.tfevents.*")):
-        raise FileExistsError(f"{out_dir} already holds a run (TensorBoard events); pass another --out-dir or delete it")
+        raise RunExists(f"--out-dir {out_dir} already holds a run (TensorBoard events); pass another --out-dir or delete it")
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(s.device)
     (out_dir / "settings.json").write_text(json.dumps(asdict(s), indent=2))
