@@ -1,7 +1,7 @@
 """Quality against compute, the paper's Table 3 protocol: every method on the same held-out
 mild, moderate and severe patches, PSNR / SSIM against mean multiply-adds per patch.
 
-    python -m benchmarks.quality [--quick] [--device cpu]
+    python -m benchmarks.quality [--quick] [--device cpu] [--data auto|FOLDER]
 
 Methods: the input; the shipped agent with the separately trained tools (before joint
 fine-tuning) and with the jointly fine-tuned tools it ships with (after); the best fixed
@@ -9,6 +9,10 @@ chain; the greedy oracle (it sees the ground truth: an upper bound); the shipped
 and VDSR-style CNNs. The agent, the tools' joint fine-tuning and both CNNs were trained
 on moderate only, so mild and severe are severities they never saw. The evaluation is
 deterministic (fixed seeds), so each figure is one run, not a median.
+
+The held-out patches come from ``--data``: ``auto`` (the default) is the photo corpus's test
+split when the corpus is built (``make corpus``), else the embedded default's test images;
+the report names the set it read.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import Section, Target, resolve_device, run_alone
 from toolchain_restore import load_agent, load_toolbox
+from toolchain_restore.data.corpus import AUTO_DATA, held_out_data
 from toolchain_restore.evaluation.protocol import InputMethod, MethodResult, PolicyMethod, evaluate
 from toolchain_restore.evaluation.report import plot_report, summary_table
 from toolchain_restore.evaluation.run import EvaluationSettings, build_methods
@@ -34,14 +39,14 @@ TARGET_MACS_SHARE = 0.35
 TARGET_GREEDY_SHARE = 0.9
 
 
-def measure(patches: int, device: str) -> list[MethodResult]:
+def measure(patches: int, device: str, data: str | None = None) -> list[MethodResult]:
     agent = load_agent(device=device)
     joint = load_toolbox(device=device)
     separate = load_toolbox(shipped_weights(SEPARATE_TOOLBOX), device)
     decision = agent.macs_per_decision()
     methods = [InputMethod(), PolicyMethod(BEFORE, agent, separate, decision), PolicyMethod(AFTER, agent, joint, decision),
                *build_methods(EvaluationSettings(methods=["fixed", "greedy", "baselines"], device=device), joint, device)]
-    sets = [held_out_set(level, patches) for level in LEVELS]
+    sets = [held_out_set(level, patches, data) for level in LEVELS]
     return evaluate(methods, [HeldOutSet(t.name, t.L.to(device), t.H.to(device)) for t in sets])
 
 
@@ -50,11 +55,13 @@ def _row(results: list[MethodResult], prefix: str) -> dict[str, MethodResult]:
     return {r.test_set: r for r in results if r.method.startswith(prefix)}
 
 
-def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, **overrides) -> Section:
+def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, data: str | None = AUTO_DATA,
+        **overrides) -> Section:
     p = {**(QUICK if quick else FULL), **overrides}
     device = resolve_device(device)
     start = time.perf_counter()
-    results = measure(p["patches"], device)
+    folder, held_out = held_out_data(data, "test")
+    results = measure(p["patches"], device, folder)
     names = []
     if figures is not None:
         plot_report(results, figures / "quality.png")
@@ -72,7 +79,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
     verdict = (f"The agent's PSNR edge over the DnCNN-style CNN is larger on the unseen {' and '.join(unseen)} "
                f"than on moderate" if unseen else
                "The agent's PSNR edge over the DnCNN-style CNN is not larger on the unseen severities than on moderate")
-    text = (f"{p['patches']} held-out 63x63 patches per severity (test images chelsea, coffee, camera, coins; patch `i` "
+    text = (f"{p['patches']} held-out 63x63 patches per severity from {held_out} (patch `i` "
             f"drawn with seed {EVALUATION_SEED} + i), RGB PSNR and SSIM (Wang et al.), mean multiply-adds per patch "
             "(the agent's own decisions included). Trained on moderate only: the agent, joint fine-tuning, both CNNs.\n\n"
             + summary_table(results) + "\n\n"
@@ -89,14 +96,14 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, *
                greedy_share >= TARGET_GREEDY_SHARE),
         Target("joint fine-tuning raises the agent's moderate PSNR", f"{joint_gain:+.2f} dB", joint_gain > 0),
     ]
-    raw = {"params": p, "device": device,
+    raw = {"params": p, "device": device, "held_out": held_out,
            "results": [{k: getattr(r, k) for k in ("method", "test_set", "patches", "input_psnr", "psnr", "input_ssim",
                                                     "ssim", "macs", "chain_length", "stop_rate")} for r in results]}
     return Section("Quality against compute", text, raw, names, targets, time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_alone(run, __doc__, QUICK, FULL, argv, ("patches",))
+    run_alone(run, __doc__, QUICK, FULL, argv, ("patches",), extra={"data": AUTO_DATA})
 
 if __name__ == "__main__":
     main()

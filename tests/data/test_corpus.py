@@ -471,3 +471,15 @@ def test_evaluate_names_the_held_out_set_it_read(tmp_path, monkeypatch):
     run_evaluation(EvaluationSettings(methods=["input"], levels=["mild"], patches=2, out_dir=str(tmp_path / "e2"),
                                       device="cpu", data=None))
     assert "Held-out set: the embedded default's test split" in (tmp_path / "e2" / "report.md").read_text()
+
+
+def test_the_quality_benchmark_reads_and_names_the_corpus_when_built(tmp_path, monkeypatch):
+    from benchmarks import quality
+    from toolchain_restore.data.corpus import CORPUS_ENV
+
+    monkeypatch.setenv(CORPUS_ENV, str(_fake_build(tmp_path / "corpus")))
+    section = quality.run(quick=True, device="cpu", patches=2)
+    assert section.raw["held_out"].startswith("the photo corpus's test split")
+    assert "from the photo corpus's test split" in section.text
+    monkeypatch.setenv(CORPUS_ENV, "none")
+    assert quality.run(quick=True, device="cpu", patches=2).raw["held_out"].startswith("the embedded default's")

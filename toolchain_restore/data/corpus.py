@@ -39,7 +39,7 @@ from typing import Callable, Collection, Iterable
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import UserError
+from ..errors import MissingInput, UserError
 
 __all__ = [
     "MANIFEST_PATH",
@@ -691,7 +691,7 @@ def built_corpus() -> Path | None:
     if (root / "manifest.json").is_file() and (root / "test").is_dir():
         return root
     if where:
-        raise FileNotFoundError(f"{CORPUS_ENV}={where} is not a built corpus (no manifest.json and test/ there); "
+        raise MissingInput(f"{CORPUS_ENV}={where} is not a built corpus (no manifest.json and test/ there); "
                                 f"build it with `toolchain-restore corpus build {where}` or set {CORPUS_ENV}=none")
     return None
 
