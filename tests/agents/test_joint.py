@@ -78,7 +78,7 @@ def test_the_anchor_adds_each_tools_own_band_loss_and_the_evaluation_reports_sin
     loss_anchored, logs = anchored.loss(anchored.model, b, torch.device("cpu"))
     with torch.no_grad():
         own = sum(float(torch.mean((anchored.model(l, i) - h) ** 2)) for i, (l, h) in enumerate(b[2]))
-    assert float(loss_anchored) == pytest.approx(float(loss_plain) + 0.5 * own, rel=1e-5)
+    assert loss_anchored.item() == pytest.approx(loss_plain.item() + 0.5 * own, rel=1e-5)
     assert logs["anchor_mse"] == pytest.approx(own / NUM_TOOLS, rel=1e-5)
     metrics = anchored.evaluate(anchored.model, torch.device("cpu"))
     assert metrics["tools/largest_drop"] == 0.0 and metrics["tools/tool05_change"] == 0.0
