@@ -19,11 +19,11 @@ from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
 
 from .independent_degradation import independent_patches
 
-# Every method on 3 x 128 held-out patches, twice: minutes on 2 CPU cores.
+# Every method on 3 x 64 held-out patches, twice: about a minute on 2 CPU cores.
 pytestmark = pytest.mark.slow
 
 LEVELS = ("mild", "moderate", "severe")
-PATCHES = 128
+PATCHES = 64
 SEED = 2024  # the cards use 12345
 
 
@@ -65,14 +65,14 @@ def test_agent_beats_the_random_policy(results, level):
     assert results[level, "agent"].psnr > results[level, "random"].psnr + 2.0
 
 
-# Close on severe: 0.06 dB ahead on the cards' 256 patches, 0.09 dB on these (agent.md).
+# Close on severe: 0.06 dB ahead on the cards' 256 patches, 0.14 dB on these (agent.md).
 @pytest.mark.parametrize("level", LEVELS)
 def test_agent_beats_the_best_fixed_chain(results, level):
     assert results[level, "agent"].psnr > results[level, "fixed"].psnr
 
 
 def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
-    # What the shipped agent reaches (87% on the cards' patches, 82.5% on these), so that it cannot slip back.
+    # What the shipped agent reaches (87% on the cards' patches, 84% on these), so that it cannot slip back.
     assert results["moderate", "agent"].gain >= 0.80 * results["moderate", "greedy oracle"].gain
 
 
