@@ -65,6 +65,16 @@ FAMILIES = [
                          "2", "--batch-size", "2", "--net-width", "4", *TRAINER),
            ("--net-width", "8"), "--net-width: 4 -> 8", "segmenter.safetensors"),
     Family("posewarp", POSEWARP, ("--ngf", "8"), "--ngf: 4 -> 8", "posewarp.safetensors", stages=("main", "gan")),
+    Family("joint", ("joint-tune", "--batch-size", "2", "--eval-patches", "2", "--eval-levels", "moderate",
+                     "--eval-band-patches", "0", *TRAINER), ("--lr", "0.001"), "--lr: 0.0001 -> 0.001",
+           "toolbox.safetensors"),
+    Family("pix2pixhd", ("pix2pixhd", "train", "--preset", "cpu", "--height", "32", "--width", "32", "--train-scenes", "2",
+                         "--test-scenes", "1", "--num-d", "1", "--n-local-enhancers", "0", "--ngf", "4", "--ndf", "4",
+                         "--n-blocks-global", "1", "--n-downsample-global", "2", *TRAINER),
+           ("--ngf", "8"), "--ngf: 4 -> 8", "pix2pixhd.safetensors", stages=("global",)),
+    Family("sims", ("sims", "train", "--preset", "cpu", "--height", "64", "--width", "128", "--train-scenes", "2",
+                    "--test-scenes", "1", "--ngf", "4", "--levels", "2", *TRAINER),
+           ("--ngf", "8"), "--ngf: 4 -> 8", "sims.safetensors"),
 ]
 
 
