@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: carry-save carry-restore corpus-tools demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools corpus-demos corpus-agent corpus-baselines demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -42,8 +42,9 @@ CORPUS_TOOL_FLAGS := --data $(CORPUS)/dev --augment true --iterations 15000 --ba
 # many sessions of both cores, so their run folders (checkpoint with optimiser and random state,
 # settings, TensorBoard events, weights) travel in carry/runs.tar. `make carry-save` packs the
 # run folders named in CARRY_RUNS that exist; `make carry-restore` unpacks them without replacing
-# newer files; rerunning the target then resumes each run from its checkpoint.
-CARRY_RUNS := corpus_tools_a corpus_tools_b corpus_tools corpus_dncnn corpus_vdsr corpus_agent corpus_joint
+# newer files; rerunning the target then resumes each run from its checkpoint. The agent's run is
+# not carried: its checkpoint holds the replay memory (hundreds of MB); it fits in one session.
+CARRY_RUNS := corpus_tools_a corpus_tools_b corpus_tools corpus_dncnn corpus_vdsr corpus_joint
 carry-save:
 	mkdir -p carry
 	cd runs && tar --sort=name --owner=0 --group=0 -cf ../carry/runs.tar.tmp \
@@ -64,6 +65,48 @@ corpus-tools: $(VENV)/.installed
 	$(BIN)/toolchain-restore combine-tools --part runs/corpus_tools_a/toolbox.safetensors:$(shell echo $(CORPUS_TOOLS_A) | tr ' ' ,) \
 		--part runs/corpus_tools_b/toolbox.safetensors:$(shell echo $(CORPUS_TOOLS_B) | tr ' ' ,) \
 		--output runs/corpus_tools/toolbox.safetensors
+
+# The next stages of issue 17, on the corpus tools (first settings; each is chosen on the dev
+# view's val split and recorded in its card when it ships). Demonstrations: the greedy oracle on
+# train patches of every severity and nearly clean ones (where it stops first), two processes.
+CORPUS_TOOLBOX ?= runs/corpus_tools/toolbox.safetensors
+CORPUS_DEMOS := runs/corpus_demos
+CORPUS_DEMO_FLAGS := --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX)
+corpus-demos: $(VENV)/.installed
+	mkdir -p $(CORPUS_DEMOS)
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore demonstrate $(CORPUS_DEMO_FLAGS) --level moderate --patches 4096 \
+		--seed 100000 --output $(CORPUS_DEMOS)/moderate.npz & \
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore demonstrate $(CORPUS_DEMO_FLAGS) --level severe --patches 2048 \
+		--seed 200000 --output $(CORPUS_DEMOS)/severe.npz & \
+	wait
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore demonstrate $(CORPUS_DEMO_FLAGS) --level mild --patches 2048 \
+		--seed 300000 --output $(CORPUS_DEMOS)/mild.npz & \
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore demonstrate $(CORPUS_DEMO_FLAGS) --level clean --patches 1024 \
+		--seed 400000 --output $(CORPUS_DEMOS)/clean.npz & \
+	wait
+
+# The agent on the corpus tools: the shipped agent pretrained on the demonstrations, then DQN on
+# the dev view's train patches with a share of nearly clean episodes (its evaluations: val).
+corpus-agent: $(VENV)/.installed
+	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
+		--init-agent $(WEIGHTS)/agent.safetensors --demonstrations $(CORPUS_DEMOS)/moderate.npz \
+		$(CORPUS_DEMOS)/severe.npz $(CORPUS_DEMOS)/mild.npz $(CORPUS_DEMOS)/clean.npz --demo-updates 6000 \
+		--total-steps 100000 --clean-fraction 0.1 --epsilon-start 0.2 --epsilon-end 0.05 --epsilon-decay-steps 50000 \
+		--lr 5e-5 --lr-halve-every 50000 --learning-starts 2000 --double-dqn true --views 4 --eval-every 20000 \
+		--checkpoint-every 5000 --out-dir runs/corpus_agent --progress false
+
+# The CNN baselines on the same images, each given at least the toolbox's CPU time: set
+# CORPUS_BASELINE_STEPS from the tool runs' charts/cpu_minutes (A + B) and a short timing run.
+CORPUS_BASELINE_STEPS ?= 30000
+CORPUS_BASELINE_FLAGS := --data $(CORPUS)/dev --augment true --patch-size 48 --batch-size 16 \
+	--iterations $(CORPUS_BASELINE_STEPS) --schedule cosine --lr-min 1e-5 --grad-clip 1.0 --eval-every 2000 \
+	--checkpoint-every 200 --progress false
+corpus-baselines: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-baseline --arch dncnn --lr 1e-3 --warmup 200 \
+		$(CORPUS_BASELINE_FLAGS) --out-dir runs/corpus_dncnn > runs/corpus_dncnn.log 2>&1 & \
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-baseline --arch vdsr --lr 5e-4 --warmup 400 \
+		$(CORPUS_BASELINE_FLAGS) --out-dir runs/corpus_vdsr > runs/corpus_vdsr.log 2>&1 & \
+	wait
 
 # How the shipped toolbox was trained (see toolchain_restore/weights/toolbox.md): all 12
 # tools, then a second stage for the two tools that a heavier tool of their type rivalled.
