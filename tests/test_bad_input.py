@@ -66,6 +66,9 @@ def _make_files(folder: Path) -> dict[str, Path]:
     paths["bad_folder"].mkdir()
     (paths["bad_folder"] / "half.png").write_bytes(contents["truncated_png"])
     (paths["bad_folder"] / "notes.png").write_bytes(contents["text_png"])
+    paths["p2p_folder"] = folder / "p2p_folder"  # pix2pixHD's layout, whose label count only the user knows
+    for sub in ("train_label", "train_img"):
+        (paths["p2p_folder"] / sub).mkdir(parents=True)
     return paths
 
 
@@ -243,6 +246,7 @@ DATA_FOLDERS = [
     ("train-classifier --data {missing} --out-dir {out}", "{missing} is not a folder of class subfolders"),
     ("pix2pixhd train --data {bad_folder} --layout cityscapes --out-dir {out}", "gtFine/train is missing"),
     ("pix2pixhd train --data {bad_folder} --layout ade20k --out-dir {out}", "annotations/training is missing"),
+    ("pix2pixhd train --data {p2p_folder} --out-dir {out}", "--label-count: give it for the folder"),
     ("sims build-bank --data {bad_folder} --layout cityscapes --output {out}/bank", "gtFine/train is missing"),
     ("posewarp train --data {bad_folder} --out-dir {out}", "no frames/ folder"),
 ]
@@ -298,7 +302,7 @@ def test_corpus_commands_refuse_bad_input(row, bad_files, tmp_path, capsys, monk
     check_row(row, bad_files, tmp_path, capsys, monkeypatch)
 
 
-SHOWN_AS = {"out": "out", "bad_folder": "bad_folder", "all_tools": "1,...,12", "missing": "missing.png", "segmenter_weights": "segmenter.safetensors",
+SHOWN_AS = {"out": "out", "bad_folder": "bad_folder", "p2p_folder": "p2p_folder", "all_tools": "1,...,12", "missing": "missing.png", "segmenter_weights": "segmenter.safetensors",
             "pix2pixhd_weights": "pix2pixhd.safetensors", "sims_weights": "sims.safetensors",
             "agent_weights": "agent.safetensors"}
 """How docs/errors.md writes the files of the rows (the shipped weights by their file name)."""

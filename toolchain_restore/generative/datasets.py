@@ -5,14 +5,17 @@ as downloaded, ADE20K SceneParsing); and the batches the trainer's tasks draw fr
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LayoutSource", "SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "folder_options",
+from ..errors import InvalidInput
+
+__all__ = ["LayoutSource", "SceneDataSettings", "SynthesisSample", "synthesis_set", "label_count_of", "with_label_count",
+           "folder_options",
            "sample_batch", "to_model_image", "from_model_image", "resize_maps"]
 
 
@@ -119,15 +122,25 @@ def label_count_of(data: str, label_count: int | None, layout: str = "auto", cit
         from .scenes import SCENE_CLASSES
 
         if label_count not in (None, len(SCENE_CLASSES)):
-            raise ValueError(f"procedural scenes have {len(SCENE_CLASSES)} labels, not {label_count}")
+            raise InvalidInput(f"--label-count {label_count}: procedural scenes have {len(SCENE_CLASSES)} labels")
         return len(SCENE_CLASSES)
     from .folder_layouts import detect_layout, label_set
 
     found = detect_layout(data) if layout == "auto" else layout
     count = label_set(found, cityscapes_labels, label_count).label_count
     if count is None:
-        raise ValueError(f"give label_count for the folder {data} in pix2pixHD's layout (Cityscapes label ids: 35)")
+        raise InvalidInput(f"--label-count: give it for the folder {data} in pix2pixHD's layout (Cityscapes label ids: 35)")
     return count
+
+
+SourceT = TypeVar("SourceT", bound=LayoutSource)
+
+
+def with_label_count(source: SourceT) -> SourceT:
+    """``source`` (settings with a layout source) with ``label_count`` filled in from its
+    data (:func:`label_count_of`): what every model built from it needs."""
+    return replace(source, label_count=label_count_of(source.data, source.label_count, source.layout,
+                                                      source.cityscapes_labels))
 
 
 def folder_options(source: LayoutSource, multiple: int = 1) -> dict[str, Any]:

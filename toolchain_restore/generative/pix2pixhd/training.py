@@ -23,7 +23,7 @@ import torch
 
 from ...metrics import batch_psnr
 from ...training import Trainer, TrainerSettings, is_main_process, step_rng
-from ..datasets import folder_options, label_count_of, resize_maps, sample_batch, synthesis_set, to_model_image
+from ..datasets import folder_options, resize_maps, sample_batch, synthesis_set, to_model_image, with_label_count
 from ..losses import VGGLoss, feature_matching_loss, load_vgg19, lsgan_loss
 from ..scenes import colorize_labels
 from .model import Pix2PixHD, Pix2PixHDSettings, save_pix2pixhd, size_multiple
@@ -65,8 +65,7 @@ class Pix2PixHDTask:
                  init: Pix2PixHD | None = None) -> None:
         if stage not in ("global", "enhancer"):
             raise ValueError(f"stage must be 'global' or 'enhancer', got {stage!r}")
-        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
-                                                                settings.cityscapes_labels))
+        settings = with_label_count(settings)
         self.settings, self.stage = settings, stage
         self.factor = 2**settings.n_local_enhancers if stage == "global" else 1
         with torch.random.fork_rng():
@@ -186,8 +185,7 @@ def train_pix2pixhd(settings: Pix2PixHDSettings, trainer: TrainerSettings, globa
         global_iterations: steps of the global stage before the enhancer stage (default: ``trainer.iterations``);
             ignored without enhancers, where G1 trains alone at full resolution.
     """
-    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
-                                                            settings.cityscapes_labels))
+    settings = with_label_count(settings)
     stages = _stage_trainers(settings, trainer, global_iterations)
     for stage_trainer in stages.values():
         Trainer(stage_trainer, (settings,)).check_folder()

@@ -16,7 +16,6 @@ own batch and loss, summed (their parameters are disjoint, so each gets its own 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ...training import Trainer, TrainerSettings, is_main_process, step_rng
-from ..datasets import SynthesisSample, folder_options, label_count_of, synthesis_set, to_model_image
+from ..datasets import SynthesisSample, folder_options, synthesis_set, to_model_image, with_label_count
 from ..losses import load_vgg19
 from ..scenes import colorize_labels
 from .bank import MemoryBank, Segment, describe_segments
@@ -86,8 +85,7 @@ class _Split:
 def ordering_pairs(settings: SimsSettings, split: str = "test", count: int = 64):
     """Every overlapping thing pair with its true order in ``count`` procedural scenes of
     ``split``: (masks, classes, boxes, targets), or None when there is none."""
-    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
-                                                            settings.cityscapes_labels))
+    settings = with_label_count(settings)
     return _Split(settings, split, count, 1).pairs(settings.shape_size)
 
 
@@ -110,8 +108,7 @@ class SimsTask:
     """
 
     def __init__(self, settings: SimsSettings, seed: int = 0, bank: MemoryBank | None = None) -> None:
-        settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
-                                                                settings.cityscapes_labels))
+        settings = with_label_count(settings)
         self.settings = s = settings
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -284,8 +281,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, settings: SimsSettings, out
     """Write the networks of a (possibly still running) training's checkpoint as a weights
     file; returns the checkpoint's step. ``settings`` are the run's (label_count filled in
     from the data when None)."""
-    settings = replace(settings, label_count=label_count_of(settings.data, settings.label_count, settings.layout,
-                                                            settings.cityscapes_labels))
+    settings = with_label_count(settings)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = Sims(settings)
     model.load_state_dict(state["model"])
