@@ -44,7 +44,7 @@ CORPUS_TOOL_FLAGS := --data $(CORPUS)/dev --augment true --iterations 15000 --ba
 # run folders named in CARRY_RUNS that exist; `make carry-restore` unpacks them without replacing
 # newer files; rerunning the target then resumes each run from its checkpoint. The agent's run is
 # not carried: its checkpoint holds the replay memory (hundreds of MB); it fits in one session.
-CARRY_RUNS := corpus_tools_a corpus_tools_b corpus_tools corpus_tools_t1 corpus_dncnn corpus_vdsr corpus_joint
+CARRY_RUNS := corpus_tools_a corpus_tools_b corpus_tools corpus_dncnn corpus_vdsr corpus_joint
 carry-save:
 	mkdir -p carry
 	cd runs && tar --sort=name --owner=0 --group=0 -cf ../carry/runs.tar.tmp \
