@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["psnr", "batch_psnr", "ssim", "to_float_image"]
+__all__ = ["psnr", "batch_psnr", "psnr_loss", "ssim", "to_float_image"]
 
 # PSNR of identical images is infinite; cap it so averages stay finite.
 PSNR_CAP = 100.0
@@ -37,6 +37,19 @@ def batch_psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     diff = estimate.detach().double() - target.detach().double()
     mse = diff.pow(2).flatten(1).mean(1).clamp_min(10 ** (-PSNR_CAP / 10))
     return -10.0 * torch.log10(mse)
+
+
+def psnr_loss(estimate: torch.Tensor, target: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:
+    """Minus the mean per-sample PSNR (dB) of two N x C x H x W tensors, differentiable.
+
+    Mean squared error over a batch lets a smooth patch, whose errors are tiny, count for
+    almost nothing, while the mean PSNR gain the tools and the agent are scored by counts
+    every patch alike; this loss is that score. ``floor`` (80 dB) keeps the log finite.
+    """
+    if estimate.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(estimate.shape)} vs {tuple(target.shape)}")
+    mse = (estimate.float() - target.float()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(mse + floor).mean()
 
 
 def ssim(estimate: np.ndarray, target: np.ndarray) -> float:
