@@ -83,6 +83,7 @@ corpus-tools-stage2: $(VENV)/.installed
 		$(CORPUS_STAGE2_FLAGS) --out-dir runs/tools_6_9_10_l1 >> runs/tools_6_9_10_l1.log 2>&1
 	mkdir -p runs/corpus_tools_stage2
 	cp runs/tools_6_9_10_l1/toolbox.safetensors runs/corpus_tools_stage2/toolbox.safetensors
+	$(BIN)/toolchain-restore fixed-chain --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) --patches 64 --write
 
 # The next stages of issue 17, on the corpus tools (first settings; each is chosen on the dev
 # view's val split and recorded in its card when it ships). Demonstrations: the greedy oracle on
