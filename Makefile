@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-baselines corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-joint corpus-evaluate corpus-baselines corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -115,9 +115,41 @@ corpus-agent-pretrain: $(VENV)/.installed
 corpus-agent: $(VENV)/.installed
 	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
 		--init-agent runs/corpus_agent_pretrain/agent.safetensors \
-		--total-steps 100000 --clean-fraction 0.1 --epsilon-start 0.2 --epsilon-end 0.05 --epsilon-decay-steps 50000 \
-		--lr 5e-5 --lr-halve-every 50000 --learning-starts 2000 --double-dqn true --views 4 --eval-every 20000 \
+		--total-steps 50000 --clean-fraction 0.1 --epsilon-start 0.2 --epsilon-end 0.05 --epsilon-decay-steps 25000 \
+		--lr 5e-5 --lr-halve-every 25000 --learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 \
 		--checkpoint-every 5000 --out-dir runs/corpus_agent --progress false
+
+# Joint fine-tuning of the corpus tools through the corpus agent's chains (moderate train patches
+# of the dev view), each tool also held to its own band (--anchor-weight) so that single use does
+# not suffer; val scores the chains and every tool on its own band every 100 steps.
+corpus-joint: $(VENV)/.installed
+	$(BIN)/toolchain-restore joint-tune --data $(CORPUS)/dev --agent runs/corpus_agent/agent.safetensors \
+		--toolbox $(CORPUS_TOOLBOX) --anchor-weight 1.0 --eval-band-patches 64 --iterations 400 --batch-size 32 \
+		--lr 2e-5 --schedule constant --eval-every 100 --checkpoint-every 50 --seed 0 --out-dir runs/corpus_joint \
+		--progress false
+	$(BIN)/toolchain-restore fixed-chain --data $(CORPUS)/dev --toolbox runs/corpus_joint/toolbox.safetensors \
+		--patches 64 --write
+
+# The held-out numbers of the corpus stack (never used to choose anything): the corpus test split
+# (256 patches per severity, and the nearly clean level), the official RL-Restore sample patches,
+# patches of the test split degraded by independent code, and every tool on its own band.
+CORPUS_AGENT ?= runs/corpus_agent/agent.safetensors
+CORPUS_EVAL_TOOLBOX ?= runs/corpus_joint/toolbox.safetensors
+CORPUS_EVAL_METHODS ?= input agent random fixed greedy
+CORPUS_EVAL_FLAGS = --toolbox $(CORPUS_EVAL_TOOLBOX) --agent $(CORPUS_AGENT) --methods $(CORPUS_EVAL_METHODS)
+corpus-evaluate: $(VENV)/.installed
+	$(BIN)/toolchain-restore evaluate --data $(CORPUS) --levels mild moderate severe clean --patches 256 \
+		$(CORPUS_EVAL_FLAGS) --out-dir runs/corpus_evaluate/test
+	$(BIN)/toolchain-restore evaluate --pairs ../shared/data/rl-restore-samples $(CORPUS_EVAL_FLAGS) \
+		--out-dir runs/corpus_evaluate/official
+	$(BIN)/python -m tests.independent_degradation runs/corpus_evaluate/independent_pairs --patches 256 \
+		--images $(CORPUS)/test
+	$(BIN)/toolchain-restore evaluate --pairs runs/corpus_evaluate/independent_pairs $(CORPUS_EVAL_FLAGS) \
+		--out-dir runs/corpus_evaluate/independent
+	$(BIN)/toolchain-restore evaluate-tools --data $(CORPUS) --toolbox $(CORPUS_TOOLBOX) --patches 200 \
+		> runs/corpus_evaluate/tools_separate.md
+	$(BIN)/toolchain-restore evaluate-tools --data $(CORPUS) --toolbox $(CORPUS_EVAL_TOOLBOX) --patches 200 \
+		> runs/corpus_evaluate/tools_joint.md
 
 # The CNN baselines on the same images, each given at least the toolbox's CPU time (268 CPU
 # minutes, tool runs A + B): a timing run of 60 steps, one thread each, both at once, ran DnCNN at
