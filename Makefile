@@ -84,7 +84,8 @@ corpus-tools-stage2: $(VENV)/.installed
 		$(CORPUS_STAGE2_FLAGS) --out-dir runs/tools_6_9_10_l1 >> runs/tools_6_9_10_l1.log 2>&1
 	mkdir -p runs/corpus_tools_stage2
 	cp runs/tools_6_9_10_l1/toolbox.safetensors runs/corpus_tools_stage2/toolbox.safetensors
-	$(BIN)/toolchain-restore fixed-chain --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) --patches 64 --write
+	$(BIN)/toolchain-restore fixed-chain --data $(CORPUS)/dev --toolbox runs/corpus_tools_stage2/toolbox.safetensors \
+		--patches 64 --write
 
 # The next stages of issue 17, on the corpus tools (first settings; each is chosen on the dev
 # view's val split and recorded in its card when it ships). Demonstrations: the greedy oracle on
@@ -107,7 +108,7 @@ corpus-demos: $(VENV)/.installed
 
 # The agent on the corpus tools, in two runs so that each is measured on val: the shipped agent
 # pretrained on the demonstrations (no DQN), then DQN from it on the dev view's train patches
-# with a share of nearly clean episodes, evaluated on val every 20,000 steps.
+# with a share of nearly clean episodes, evaluated on val every 10,000 steps.
 corpus-agent-pretrain: $(VENV)/.installed
 	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
 		--init-agent $(WEIGHTS)/agent.safetensors --demonstrations $(CORPUS_DEMOS)/moderate.npz \
@@ -164,9 +165,10 @@ corpus-evaluate: $(VENV)/.installed
 	$(BIN)/toolchain-restore evaluate-tools --data $(CORPUS) --toolbox $(CORPUS_EVAL_TOOLBOX) --patches 200 \
 		> runs/corpus_evaluate/tools_joint.md
 
-# The CNN baselines on the same images, each given at least the toolbox's CPU time (268 CPU
-# minutes, tool runs A + B): a timing run of 60 steps, one thread each, both at once, ran DnCNN at
-# 1.32 and VDSR at 1.15 steps/s, so 24,000 and 21,000 steps are 300 CPU minutes each, with margin.
+# The CNN baselines on the same images, each given at least the toolbox's CPU time (about 285 CPU
+# minutes: stage 1's runs A + B, 268, and stage 2's, about 17): a timing run of 60 steps, one thread
+# each, both at once, ran DnCNN at 1.32 and VDSR at 1.15 steps/s; the DnCNN run then measured 0.0137
+# CPU minutes a step, so 24,000 DnCNN steps are about 330 CPU minutes, 21,000 VDSR steps about 335.
 # One target each, so they can run in different sessions; each resumes from its checkpoint.
 CORPUS_DNCNN_STEPS ?= 24000
 CORPUS_VDSR_STEPS ?= 21000

@@ -32,11 +32,14 @@ def psnr(estimate: np.ndarray, target: np.ndarray) -> float:
 
 def batch_psnr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR (dB) of two N x C x H x W tensors in [0, 1], computed in float64."""
+    mse = _per_sample_mse(estimate.detach().double(), target.detach().double())
+    return -10.0 * torch.log10(mse.clamp_min(10 ** (-PSNR_CAP / 10)))
+
+
+def _per_sample_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if estimate.shape != target.shape:
         raise ValueError(f"shapes differ: {tuple(estimate.shape)} vs {tuple(target.shape)}")
-    diff = estimate.detach().double() - target.detach().double()
-    mse = diff.pow(2).flatten(1).mean(1).clamp_min(10 ** (-PSNR_CAP / 10))
-    return -10.0 * torch.log10(mse)
+    return (estimate - target).pow(2).flatten(1).mean(1)
 
 
 def psnr_loss(estimate: torch.Tensor, target: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:
@@ -46,10 +49,7 @@ def psnr_loss(estimate: torch.Tensor, target: torch.Tensor, floor: float = 1e-8)
     almost nothing, while the mean PSNR gain the tools and the agent are scored by counts
     every patch alike; this loss is that score. ``floor`` (80 dB) keeps the log finite.
     """
-    if estimate.shape != target.shape:
-        raise ValueError(f"shapes differ: {tuple(estimate.shape)} vs {tuple(target.shape)}")
-    mse = (estimate.float() - target.float()).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(mse + floor).mean()
+    return 10.0 * torch.log10(_per_sample_mse(estimate.float(), target.float()) + floor).mean()
 
 
 def ssim(estimate: np.ndarray, target: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Training the toolbox: each tool on its own band, MSE (or per-patch PSNR), with the generic trainer."""
+"""Training the toolbox: each tool on its own band, MSE, L1 or per-patch PSNR, with the generic trainer."""
 
 from __future__ import annotations
 
