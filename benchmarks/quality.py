@@ -27,8 +27,6 @@ from toolchain_restore.evaluation.protocol import InputMethod, MethodResult, Pol
 from toolchain_restore.evaluation.report import plot_report, summary_table
 from toolchain_restore.evaluation.run import EvaluationSettings, build_methods
 from toolchain_restore.envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
-from toolchain_restore.serialization import shipped_weights
-from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
 
 FULL = {"patches": 256}
 QUICK = {"patches": 16}
@@ -41,11 +39,11 @@ TARGET_GREEDY_SHARE = 0.9
 
 def measure(patches: int, device: str, data: str | None = None) -> list[MethodResult]:
     agent = load_agent(device=device)
-    joint = load_toolbox(device=device)
-    separate = load_toolbox(shipped_weights(SEPARATE_TOOLBOX), device)
+    joint = load_toolbox(device=device, for_shipped_agent=True)
+    separate = load_toolbox(device=device)
     decision = agent.macs_per_decision()
     methods = [InputMethod(), PolicyMethod(BEFORE, agent, separate, decision), PolicyMethod(AFTER, agent, joint, decision),
-               *build_methods(EvaluationSettings(methods=["fixed", "greedy", "baselines"], device=device), joint, device)]
+               *build_methods(EvaluationSettings(methods=["fixed", "greedy", "baselines"], device=device), separate, device)]
     sets = [held_out_set(level, patches, data) for level in LEVELS]
     return evaluate(methods, [HeldOutSet(t.name, t.L.to(device), t.H.to(device)) for t in sets])
 

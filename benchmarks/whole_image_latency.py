@@ -46,7 +46,7 @@ def measure(size: int, repeats: int, device: str) -> dict[str, object]:
     """Every run's seconds for vote, blend (precision auto), DnCNN (auto) and DnCNN (fp32) on
     one image, interleaved, and each method's multiply-adds."""
     image = test_image(size)
-    agent, toolbox = load_agent(device=device, precision="auto"), load_toolbox(device=device, precision="auto")
+    agent, toolbox = load_agent(device=device, precision="auto"), load_toolbox(device=device, precision="auto", for_shipped_agent=True)
     weights = shipped_weights("dncnn.safetensors")
     dncnn = {precision: load_baseline(weights, precision=precision).to(device).eval() for precision in ("auto", "fp32")}
 

@@ -58,7 +58,8 @@ def test_every_tool_in_bf16_is_within_0_02_db_of_fp32(toolboxes, tool, one_threa
         out32, out16 = fp32(L, tool), bf16(L, tool)
         assert out16.dtype == torch.float32  # the residual is added in float32
         assert abs(_mean_psnr(out16, H) - _mean_psnr(out32, H)) < TOLERANCE_DB
-        assert not torch.equal(out16, out32)  # bf16 really ran
+        # bf16 really ran, except in the tools the file keeps in float32 (bf16 moved them by more than the bound).
+        assert torch.equal(out16, out32) == (tool + 1 in fp32.fp32_tools)
 
 
 @pytest.mark.slow

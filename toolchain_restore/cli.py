@@ -365,7 +365,7 @@ def _restore(s: RestoreCommandSettings) -> int:
         check_writable(out)
     check_restore_options(s.mode, s.max_steps, s.stride, s.batch_size, s.agent_views)
     device = s.torch_device()
-    toolbox = load_toolbox(s.toolbox, device, s.precision)
+    toolbox = load_toolbox(s.toolbox, device, s.precision, for_shipped_agent=s.agent is None)
     agent = load_agent(s.agent, device, precision=s.precision)
     if len(pairs) == 1:  # one image: its problem is the command's (one line, status 2)
         print(_restore_one(s, *pairs[0], agent, toolbox, device))

@@ -129,7 +129,7 @@ class ToolboxSelection:
     """Which toolbox (the 12 restoration tools) a job uses."""
 
     toolbox: str | None = None
-    """Toolbox file; None = the shipped (jointly fine-tuned) toolbox."""
+    """Toolbox file; None = the shipped tools: those trained one by one (toolbox.md), except where the shipped agent chains them (jointly fine-tuned for it, toolbox_joint.md)."""
 
 
 @dataclass

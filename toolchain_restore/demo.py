@@ -27,7 +27,7 @@ from .degrade import degrade
 from .envs.figures import ChainTrace, chain_text, toolchain_figure
 from .evaluation.protocol import MethodResult, evaluate
 from .evaluation.report import markdown_report, plot_report
-from .evaluation.run import EvaluationSettings, build_methods, open_report_writer
+from .evaluation.run import EvaluationSettings, build_methods, chained_toolbox, open_report_writer
 from .envs.held_out import EVALUATION_SEED, HeldOutSet, held_out_set
 from .metrics import psnr
 from .restore import restore
@@ -157,7 +157,7 @@ def run_demo(settings: DemoSettings) -> DemoReport:
         sections.append(f"## Held-out 63x63 patches, every method (seed {EVALUATION_SEED})\n\n"
                         + markdown_report(patch_results))
 
-    rows = _whole_images(s, agent, toolbox, device)
+    rows = _whole_images(s, agent, chained_toolbox(toolbox, s.toolbox, s.agent, device, s.precision), device)
     crop = f"{s.size}x{s.size} centre crops" if s.size > 0 else "whole images"
     sections.append(f"## Held-out whole images ({crop}, seed {s.seed}): the agent's two whole-image modes\n\n"
                     + _whole_image_tables(rows, s.levels))

@@ -14,7 +14,8 @@ code catching ``ValueError`` or ``FileNotFoundError`` keeps working:
 - :class:`MissingInput` (a ``FileNotFoundError``): a file or folder the user named is not there;
 - :class:`NotAFolder` (a ``NotADirectoryError``): a path named as a folder is not one;
 - :class:`RunExists` (a ``FileExistsError``): an output folder already holds a run;
-- :class:`Unavailable` (a ``RuntimeError``): this machine lacks what was asked for (a CUDA device).
+- :class:`Unavailable` (a ``RuntimeError``): this machine lacks what was asked for (a CUDA device);
+- :class:`Interrupted`: the user stopped a training run (Ctrl-C, SIGTERM) and its checkpoint was written.
 
 The domain errors (``WeightsError``, ``ImageReadError``, ``BankError``, ``MatFileError``,
 ``CorpusError``) are user errors too. This module imports nothing of the package.
@@ -26,7 +27,7 @@ import sys
 import warnings
 from typing import Any, Callable
 
-__all__ = ["UserError", "InvalidInput", "MissingInput", "NotAFolder", "RunExists", "Unavailable", "positive", "one_line", "run_reporting",
+__all__ = ["UserError", "InvalidInput", "MissingInput", "NotAFolder", "RunExists", "Unavailable", "Interrupted", "positive", "one_line", "run_reporting",
            "deprecation_warning", "EXIT_USER_ERROR"]
 
 EXIT_USER_ERROR = 2
@@ -55,6 +56,10 @@ class NotAFolder(UserError, NotADirectoryError):
 
 class Unavailable(UserError, RuntimeError):
     """Something asked for that this machine does not have (a CUDA device)."""
+
+
+class Interrupted(UserError):
+    """A training run the user stopped with a signal, after it wrote a checkpoint to resume from."""
 
 
 def positive(value: int, option: str) -> int:

@@ -449,8 +449,9 @@ def restore(
             overlapping patch, blended). See the module docstring.
         agent: a policy with SB3's ``predict`` (e.g. ``RecurrentQPolicy``), an agent file,
             or None for the shipped agent.
-        toolbox: a Toolbox, a toolbox file, or None for the shipped toolbox. It is moved to
-            ``device`` and put in eval mode.
+        toolbox: a Toolbox, a toolbox file, or None for the shipped tools: with the shipped
+            agent (``agent=None``) the ones jointly fine-tuned for its chains, else the
+            separately trained ones. It is moved to ``device`` and put in eval mode.
         max_steps: longest chain (the agent was trained with 3).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``; where the tools (and a loaded agent) run.
         progress: show a tqdm bar; None shows one only for large images.
@@ -478,7 +479,8 @@ def restore(
     rgb, fmt = _to_float_rgb(image)
     device = resolve_device(device)
     # None keeps a given Toolbox's own precision (a file loaded with None computes in the caller's context).
-    tools = load_toolbox(toolbox, device, precision if precision is not None else getattr(toolbox, "precision", None))
+    tools = load_toolbox(toolbox, device, precision if precision is not None else getattr(toolbox, "precision", None),
+                         for_shipped_agent=agent is None)
     policy: Policy = agent if hasattr(agent, "predict") else load_agent(agent, device, precision=precision)
     if isinstance(policy, RecurrentQPolicy):
         policy = policy.with_precision(precision) if precision is not None else policy

@@ -238,3 +238,28 @@ def test_callbacks_see_the_loop_and_the_held_out_evaluation(tmp_path, one_thread
     (evaluation,) = [call for call in recorder.calls if call[0] == "evaluate"]
     assert evaluation[1] >= 12 and {"mild/psnr", "moderate/gain", "severe/chain_length"} <= evaluation[2]
     assert HeldOutEvaluation(RecurrentQPolicy(), settings).levels == ("mild", "moderate", "severe")
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_of_the_step_it_came_in_and_resumes_from_it(tmp_path):
+    import os
+    import signal
+
+    from toolchain_restore.errors import Interrupted
+    from toolchain_restore.training import Callback
+
+    class TermAt(Callback):
+        sent_at = None
+
+        def on_step_end(self, state):
+            if self.sent_at is None and state.step >= 44:  # between the checkpoints of steps 40 and 80
+                self.sent_at = state.step
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    term = TermAt()
+    with pytest.raises(Interrupted, match="stopped by SIGTERM after step"):
+        train(_resume_settings(tmp_path, 160), progress=False, callbacks=(term,))
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["counters"]["global_step"] == term.sent_at
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handler is gone with it
+    train(_resume_settings(tmp_path, 160), progress=False)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["counters"]["global_step"] >= 160

@@ -179,3 +179,16 @@ def test_unknown_method_is_refused(toolbox):
 
     with pytest.raises(ValueError, match="unknown methods"):
         build_methods(EvaluationSettings(methods=["agent", "magic"]), toolbox, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("agent, card", [(None, "toolbox_joint.md"), ("given", "toolbox.md")])
+def test_the_agent_method_chains_the_shipped_agents_own_tools_only_for_the_shipped_agent(toolbox, agent, card):
+    """The jointly tuned tools serve the shipped agent's chains; an agent of one's own, and the
+    fixed chain and oracle always, get the tools trained one by one (load_toolbox())."""
+    from toolchain_restore.evaluation.run import build_methods
+    from toolchain_restore.serialization import shipped_weights
+
+    agent_file = None if agent is None else str(shipped_weights("agent.safetensors"))
+    methods = build_methods(EvaluationSettings(methods=["agent", "fixed", "greedy"], agent=agent_file),
+                            toolbox, torch.device("cpu"))
+    assert [m.toolbox.config["card"] for m in methods] == [card, "toolbox.md", "toolbox.md"]

@@ -200,11 +200,16 @@ from toolchain_restore.cli import main
 from toolchain_restore.tools.training import ToolTrainingTask
 
 loss, calls, kill_at = ToolTrainingTask.loss, [], int(os.environ.get("TRAIN_TOOLS_KILL_AT", -1))
+stop_at, stop_signal = int(os.environ.get("TRAIN_TOOLS_STOP_AT", -1)), os.environ.get("TRAIN_TOOLS_STOP_SIGNAL")
 atexit.register(lambda: print(f"trained steps: {len(calls)}"))
+# As in a terminal's foreground, even where the test runner was started with SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def counted_loss(self, model, batch, device):
     if len(calls) == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
+    if len(calls) == stop_at:
+        os.kill(os.getpid(), getattr(signal, stop_signal))
     calls.append(None)
     return loss(self, model, batch, device)
 
@@ -213,10 +218,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def counted_train_tools(out_dir, kill_at=None):
+def counted_train_tools(out_dir, kill_at=None, stop_at=None, stop_signal="SIGINT"):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if kill_at is not None:
         env["TRAIN_TOOLS_KILL_AT"] = str(kill_at)
+    if stop_at is not None:
+        env.update(TRAIN_TOOLS_STOP_AT=str(stop_at), TRAIN_TOOLS_STOP_SIGNAL=stop_signal)
     return subprocess.run([sys.executable, "-c", COUNTED_TRAIN_TOOLS, *train_tools_args(out_dir)], env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -249,4 +256,29 @@ def test_killed_command_resumes_to_the_same_toolbox(tmp_path):
     assert f"trained steps: {ITERATIONS - saved}\n" in resumed.stdout  # from the checkpoint, not from the start
     a = Toolbox.load(tmp_path / "straight" / "toolbox.safetensors").state_dict()
     b = Toolbox.load(killed / "toolbox.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_ends_the_run_with_one_line_and_a_checkpoint_of_the_step_it_was_in(tmp_path, stop_signal):
+    from toolchain_restore.tools import Toolbox
+
+    straight = counted_train_tools(tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    stopped = tmp_path / "stopped"
+    process = counted_train_tools(stopped, stop_at=KILLED_AT, stop_signal=stop_signal)
+    assert process.returncode == 2, process.stderr[-3000:]
+    assert process.stderr.strip().splitlines() == [
+        f"error: {stopped}: stopped by {stop_signal} after step {KILLED_AT + 1}; its checkpoint is written there, "
+        "and the same command resumes from it"]
+    # The step the signal came in finishes and is kept: nothing trained is lost.
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["step"] == KILLED_AT + 1
+
+    resumed = counted_train_tools(stopped)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"trained steps: {ITERATIONS - KILLED_AT - 1}\n" in resumed.stdout
+    a = Toolbox.load(tmp_path / "straight" / "toolbox.safetensors").state_dict()
+    b = Toolbox.load(stopped / "toolbox.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

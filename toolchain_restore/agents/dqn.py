@@ -54,7 +54,7 @@ class DQNSettings(TrainingRunSettings, ToolchainSettings, TrainingPatches):
     and ``checkpoint_every``; ``total_steps`` may grow (:mod:`~toolchain_restore.training.resume`)."""
 
     toolbox: str | None = None
-    """Toolbox file; None = the shipped (jointly fine-tuned) one. The shipped agent began on the separately trained weights/toolbox.safetensors."""
+    """Toolbox file; None = the shipped tools as trained one by one (weights/toolbox.safetensors), where the shipped agent began."""
     num_envs: int = 32
     """Episodes collected in parallel by the native vector env."""
     total_steps: int = 2_000_000
@@ -473,10 +473,11 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
                 if run.is_main:
                     hooks.on_evaluate(loop)
                     policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
-            if global_step >= next_checkpoint or finished:
+            if global_step >= next_checkpoint or finished or run.stop_requested:
                 next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
                 counters = dict(zip(COUNTERS, (global_step, updates, next_eval, next_sync)))
                 run.save_checkpoint(checkpoint_state(s, q, target, optimizer, replay, rng, counters))
+                run.stop_if_requested(global_step)
         hooks.on_train_end(loop)
     if run.is_main:
         policy.save(run.out_dir / "agent.safetensors", training=asdict(s))

@@ -97,6 +97,16 @@ def _shipped_baselines() -> list[str]:
     return found
 
 
+def chained_toolbox(toolbox: Toolbox, toolbox_file: str | None, agent_file: str | None, device: torch.device,
+                    precision: str | None) -> Toolbox:
+    """The tools an agent chains: ``toolbox`` (``toolbox_file`` loaded), except that the
+    shipped agent (``agent_file`` None) with no toolbox file given chains the tools jointly
+    tuned for it."""
+    if toolbox_file is not None or agent_file is not None:
+        return toolbox
+    return load_toolbox(None, device, precision, for_shipped_agent=True)
+
+
 def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device) -> list[Method]:
     unknown = sorted(set(s.methods) - set(METHODS))
     if unknown:
@@ -107,7 +117,8 @@ def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device)
             methods.append(InputMethod())
         elif name == "agent":
             agent = load_agent(s.agent, device=device, views=s.agent_views, precision=s.precision)
-            methods.append(PolicyMethod("agent", agent, toolbox, agent.macs_per_decision(), s.max_steps))
+            methods.append(PolicyMethod("agent", agent, chained_toolbox(toolbox, s.toolbox, s.agent, device, s.precision),
+                                        agent.macs_per_decision(), s.max_steps))
         elif name == "random":
             methods.append(PolicyMethod("random", RandomPolicy(s.seed), toolbox, 0, s.max_steps))
         elif name == "fixed":

@@ -2,6 +2,7 @@
 
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
-from .toolbox import SEPARATE_TOOLBOX, SHIPPED_TOOLBOX, Toolbox, combine_toolboxes, load_toolbox
+from .toolbox import FP32_TOOLS_KEY, JOINT_TOOLBOX, SEPARATE_TOOLBOX, Toolbox, combine_toolboxes, load_toolbox
 
-__all__ = ["LargeTool", "SmallTool", "NUM_TOOLS", "TOOL_SPECS", "ToolSpec", "Toolbox", "load_toolbox", "combine_toolboxes", "SHIPPED_TOOLBOX", "SEPARATE_TOOLBOX"]
+__all__ = ["LargeTool", "SmallTool", "NUM_TOOLS", "TOOL_SPECS", "ToolSpec", "Toolbox", "load_toolbox", "combine_toolboxes", "SEPARATE_TOOLBOX", "JOINT_TOOLBOX",
+           "FP32_TOOLS_KEY"]

@@ -18,13 +18,21 @@ from ..serialization import load_weights, read_metadata, save_weights, shipped_w
 from .architectures import LargeTool, SmallTool
 from .specs import NUM_TOOLS, TOOL_SPECS, ToolSpec
 
-__all__ = ["Toolbox", "load_toolbox", "combine_toolboxes", "SHIPPED_TOOLBOX", "SEPARATE_TOOLBOX", "WEIGHTS_KIND"]
+__all__ = ["Toolbox", "load_toolbox", "combine_toolboxes", "SEPARATE_TOOLBOX", "JOINT_TOOLBOX", "WEIGHTS_KIND",
+           "FP32_TOOLS_KEY"]
 
 WEIGHTS_KIND = "toolchain_restore.Toolbox"
-SHIPPED_TOOLBOX = "toolbox_joint.safetensors"
-"""The toolbox ``load_toolbox()`` gives: the tools after joint fine-tuning with the shipped agent."""
+FP32_TOOLS_KEY = "fp32_tools"
+"""Header key: the tool numbers (1..12) that compute in float32 whatever the toolbox's precision,
+because bf16 moved their PSNR by more than the 0.02 dB the project allows (toolbox.md)."""
 SEPARATE_TOOLBOX = "toolbox.safetensors"
-"""The tools as trained one by one on their own bands, before joint fine-tuning (``toolbox.md``)."""
+"""The toolbox ``load_toolbox()`` gives: the tools as trained one by one on their own bands
+(``toolbox.md``), for every use but the shipped agent's chains: one tool alone, a fixed
+chain, the oracles, the environment, an agent of one's own."""
+JOINT_TOOLBOX = "toolbox_joint.safetensors"
+"""The tools jointly fine-tuned through the shipped agent's chains (``toolbox_joint.md``),
+given by ``load_toolbox(for_shipped_agent=True)``. Tuning them for that agent's chains moves
+each one off its own band, so nothing else uses them."""
 
 
 class Toolbox(PrecisionMixin, nn.Module):
@@ -59,10 +67,19 @@ class Toolbox(PrecisionMixin, nn.Module):
             raise ValueError(f"tool index must be an int in 0..{NUM_TOOLS - 1}, got {i!r}")
         return int(i)
 
+    @property
+    def fp32_tools(self) -> frozenset[int]:
+        """The tool numbers (1..12) the file's header keeps in float32 (``FP32_TOOLS_KEY``)."""
+        return frozenset(int(n) for n in getattr(self, "config", {}).get(FP32_TOOLS_KEY, ()))
+
+    def _tool_precision(self, i: int) -> str | None:
+        return "fp32" if self.precision is not None and i + 1 in self.fp32_tools else self.precision
+
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         check_image_batch(x)
-        tool = self.tools[self._check_tool(i)]
-        with module_autocast(self.precision, x.device):
+        i = self._check_tool(i)
+        tool = self.tools[i]
+        with module_autocast(self._tool_precision(i), x.device):
             # Channels-last (NHWC) convolutions run about a third faster with oneDNN and cuDNN.
             return tool(x.contiguous(memory_format=torch.channels_last))
 
@@ -73,10 +90,10 @@ class Toolbox(PrecisionMixin, nn.Module):
         if actions.shape != (x.shape[0],):
             raise ValueError(f"need one action per row: {x.shape[0]} rows, actions of shape {tuple(actions.shape)}")
         out = x.clone()
-        with module_autocast(self.precision, x.device):
-            for i in torch.unique(actions).tolist():
-                if 0 <= i < NUM_TOOLS:
-                    rows = (actions == i).nonzero(as_tuple=True)[0]
+        for i in torch.unique(actions).tolist():
+            if 0 <= i < NUM_TOOLS:
+                rows = (actions == i).nonzero(as_tuple=True)[0]
+                with module_autocast(self._tool_precision(i), x.device):
                     out[rows] = self.tools[i](x[rows].contiguous(memory_format=torch.channels_last))
         return out
 
@@ -110,11 +127,12 @@ class Toolbox(PrecisionMixin, nn.Module):
 
 def load_toolbox(
     path: str | os.PathLike | Toolbox | None = None, device: str | torch.device = "cpu",
-    precision: str | None = "auto",
+    precision: str | None = "auto", for_shipped_agent: bool = False,
 ) -> Toolbox:
-    """The shipped toolbox (``path=None``: the jointly fine-tuned tools, ``SHIPPED_TOOLBOX``),
-    a toolbox file, or a Toolbox (its tools, at ``precision``). The tools before joint
-    fine-tuning are ``load_toolbox(shipped_weights(SEPARATE_TOOLBOX))``.
+    """A toolbox file, a Toolbox (its tools, at ``precision``), or for ``path=None`` the
+    shipped tools: the separately trained ones (``SEPARATE_TOOLBOX``), or with
+    ``for_shipped_agent`` the ones jointly fine-tuned for the shipped agent's chains
+    (``JOINT_TOOLBOX``). ``for_shipped_agent`` changes nothing when ``path`` is given.
 
     ``precision``: 'auto' (bf16 where this machine runs it faster, else fp32), 'fp32',
     'bf16', 'fp16' (CUDA) or None (the caller's autocast context). The returned toolbox is
@@ -123,7 +141,8 @@ def load_toolbox(
     if isinstance(path, Toolbox):
         toolbox = path.with_precision(precision)
     else:
-        toolbox = Toolbox.load(shipped_weights(SHIPPED_TOOLBOX) if path is None else path, precision=precision)
+        shipped = JOINT_TOOLBOX if for_shipped_agent else SEPARATE_TOOLBOX
+        toolbox = Toolbox.load(shipped_weights(shipped) if path is None else path, precision=precision)
     return toolbox.to(device, memory_format=torch.channels_last).eval()
 
 

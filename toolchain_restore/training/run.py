@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 
 from ..config import settings_markdown
+from ..errors import Interrupted
 from ..serialization import atomic_write
 from .distributed import Distributed
 from .resume import WAY_OUT, ResumeError, check_resume, read_checkpoint, settings_record, will_resume
@@ -150,6 +153,8 @@ class Run:
         self._bars: list[Any] = []
         self._cpu_at_start = time.process_time()
         self._cpu_before = 0.0
+        self._stop_signal: str | None = None
+        self._previous_handlers: dict[int, Any] = {}
 
     @classmethod
     def check_folder(cls, out_dir: str | Path, settings: Sequence[Any], *, resume: bool = True,
@@ -295,9 +300,41 @@ class Run:
         self.writer.close()
         self.writer = _NullWriter()
 
+    # -- stopping on a signal -------------------------------------------------------------
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signal.Signals(signum).name
+        # A second signal stops at once, as it would without this handler.
+        self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for number, previous in self._previous_handlers.items():
+            signal.signal(number, previous)
+        self._previous_handlers.clear()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether SIGINT or SIGTERM came while the run was open: the loop then writes a
+        checkpoint at the end of its step and calls :meth:`stop_if_requested`."""
+        return self._stop_signal is not None
+
+    def stop_if_requested(self, step: int) -> None:
+        """An :class:`Interrupted` error (one line, exit status 2) once a stop signal came;
+        call it after the checkpoint of ``step`` is written."""
+        if self._stop_signal is not None:
+            raise Interrupted(f"{self.out_dir}: stopped by {self._stop_signal} after step {step}; its checkpoint is "
+                              "written there, and the same command resumes from it")
+
     def __enter__(self) -> "Run":
+        # Only the main thread may set handlers; a signal a background job ignores stays ignored.
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(number)
+                if previous is not signal.SIG_IGN:
+                    self._previous_handlers[number] = previous
+                    signal.signal(number, self._request_stop)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
+        self._restore_handlers()
         self.close()

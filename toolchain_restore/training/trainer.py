@@ -294,9 +294,10 @@ class Trainer:
                 last = done == s.iterations
                 if run.is_main and (done % s.eval_every == 0 or last):
                     metrics = self._evaluate(task, callbacks, loop)
-                if done % s.checkpoint_every == 0 or last:
+                if done % s.checkpoint_every == 0 or last or run.stop_requested:
                     run.save_checkpoint({"step": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "grad_scaler": scaler.state_dict(), "settings": json.dumps(asdict(s))})
+                    run.stop_if_requested(done)
             bar.close()
         if run.distributed.active:
             check_in_sync(model)

@@ -1,0 +1,97 @@
+"""The shipped stack against issue 17's targets on the photo corpus's test split (photographs
+never trained on), where a corpus is built; skipped with how to build it where it is not, so
+CI does not depend on it. The cards' figures use 256 patches per severity and seed 12345;
+these use 64 and another seed."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain_restore import load_agent, load_toolbox, restore
+from toolchain_restore.agents.baseline_policies import FixedChainPolicy, parse_chain
+from toolchain_restore.data.images import read_image
+from toolchain_restore.degrade import degrade
+from toolchain_restore.evaluation import GreedyOracleMethod, PolicyMethod, evaluate, held_out_set
+from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
+from toolchain_restore.metrics import psnr
+from toolchain_restore.tools import TOOL_SPECS
+from toolchain_restore.tools.training import band_test_set, evaluate_tools
+
+pytestmark = pytest.mark.slow
+
+CORPUS = Path(__file__).resolve().parents[1] / "runs" / "corpus"
+LEVELS = ("mild", "moderate", "severe")
+PATCHES = 64
+SEED = 2024
+# Issue 17's floors on each tool's own band at mid-band (dB).
+FLOORS = {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.5, 4: 1.5, 5: 3.0, 6: 5.0, 7: 6.0, 8: 0.3, 9: 0.5, 10: 0.5, 11: 0.5}
+
+
+@pytest.fixture(scope="module")
+def corpus() -> str:
+    if not ((CORPUS / "manifest.json").is_file() and (CORPUS / "test").is_dir()):
+        pytest.skip(f"no photo corpus at {CORPUS}: build it with `make corpus`")
+    return str(CORPUS)
+
+
+@pytest.fixture(scope="module")
+def results(corpus):
+    toolbox, chained, agent = load_toolbox(), load_toolbox(for_shipped_agent=True), load_agent()
+    methods = [PolicyMethod("agent", agent, chained),
+               PolicyMethod("fixed", FixedChainPolicy(parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))), toolbox)]
+    sets = [held_out_set(level, PATCHES, corpus, seed=SEED) for level in LEVELS]
+    with torch.no_grad():
+        rows = evaluate(methods, sets) + evaluate([GreedyOracleMethod(toolbox)], sets[1:2])
+    return {(r.test_set, r.method): r for r in rows}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_agent_restores_every_severity(results, level):
+    assert results[level, "agent"].gain > 1.0
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_agent_beats_the_best_fixed_chain(results, level):
+    assert results[level, "agent"].psnr > results[level, "fixed"].psnr
+
+
+def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
+    # What the shipped agent reaches on the card's patches (agent.md), so that it cannot slip back.
+    assert results["moderate", "agent"].gain >= 0.75 * results["moderate", "greedy oracle"].gain
+
+
+@pytest.fixture(scope="module")
+def tool_gains(corpus):
+    table = np.full((12, 12), np.nan)
+    for group in (range(0, 4), range(4, 8), range(8, 12)):
+        sets = {j: band_test_set(TOOL_SPECS[j], PATCHES, data=corpus, seed=SEED) for j in group}
+        part = evaluate_tools(load_toolbox(), sets, torch.device("cpu"), list(group))
+        table[group.start:group.stop, group.start:group.stop] = part[group.start:group.stop, group.start:group.stop]
+    return table
+
+
+@pytest.mark.parametrize("tool", [
+    pytest.param(t, marks=pytest.mark.xfail(strict=True, reason="target not met (toolbox.md): tool 9 gains -0.06 dB "
+                                                                  "on the corpus test split at quality 80"))
+    if t == 8 else t for t in range(12)], ids=[s.name for s in TOOL_SPECS])
+def test_each_tool_meets_its_floor_on_photographs(tool_gains, tool):
+    assert tool_gains[tool, tool] >= FLOORS[tool]
+
+
+@pytest.mark.parametrize("tool", range(12), ids=[s.name for s in TOOL_SPECS])
+def test_each_tool_is_best_of_its_type_on_photographs(tool_gains, tool):
+    group = range(4 * (tool // 4), 4 * (tool // 4) + 4)
+    assert tool_gains[tool, tool] >= max(tool_gains[i, tool] for i in group if i != tool) - 0.1
+
+
+@pytest.mark.parametrize("mode", ["vote", "blend"])
+def test_a_whole_held_out_photo_at_moderate_gains_2_db_and_keeps_the_colour_of_its_ground_truth(corpus, mode):
+    image = read_image(Path(corpus) / "test" / "skimage-coffee.png")[:256, :384]
+    degraded, _ = degrade(image, "moderate", np.random.default_rng(SEED))
+    restored = restore(degraded, mode).image
+    assert psnr(restored, image) >= psnr(degraded, image) + 2.0
+    # Against the ground truth: clipped noise moves the degraded input's own means by up to 12 levels.
+    shift = restored.reshape(-1, 3).mean(0) - image.reshape(-1, 3).astype(np.float64).mean(0)
+    assert np.abs(shift).max() <= 3.0, f"channel means moved by {np.round(shift, 2)}"
