@@ -7,17 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from toolchain_restore import load_agent, load_toolbox, restore
 from toolchain_restore.agents.baseline_policies import FixedChainPolicy, parse_chain
 from toolchain_restore.data.images import read_image
 from toolchain_restore.degrade import degrade
-from toolchain_restore.evaluation import GreedyOracleMethod, PolicyMethod, evaluate, held_out_set
+from toolchain_restore.evaluation import PolicyMethod, held_out_set
 from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
 from toolchain_restore.metrics import psnr
 from toolchain_restore.tools import TOOL_SPECS
-from toolchain_restore.tools.training import band_test_set, evaluate_tools
+
+from .test_shipped_system import evaluate_with_greedy_on_moderate
+from .tools.test_shipped_toolbox import FLOORS, own_type_gains
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +26,6 @@ CORPUS = Path(__file__).resolve().parents[1] / "runs" / "corpus"
 LEVELS = ("mild", "moderate", "severe")
 PATCHES = 64
 SEED = 2024
-# Issue 17's floors on each tool's own band at mid-band (dB).
-FLOORS = {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.5, 4: 1.5, 5: 3.0, 6: 5.0, 7: 6.0, 8: 0.3, 9: 0.5, 10: 0.5, 11: 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +41,7 @@ def results(corpus):
     methods = [PolicyMethod("agent", agent, chained),
                PolicyMethod("fixed", FixedChainPolicy(parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))), toolbox)]
     sets = [held_out_set(level, PATCHES, corpus, seed=SEED) for level in LEVELS]
-    with torch.no_grad():
-        rows = evaluate(methods, sets) + evaluate([GreedyOracleMethod(toolbox)], sets[1:2])
-    return {(r.test_set, r.method): r for r in rows}
+    return evaluate_with_greedy_on_moderate(methods, sets, toolbox)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -64,12 +61,7 @@ def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
 
 @pytest.fixture(scope="module")
 def tool_gains(corpus):
-    table = np.full((12, 12), np.nan)
-    for group in (range(0, 4), range(4, 8), range(8, 12)):
-        sets = {j: band_test_set(TOOL_SPECS[j], PATCHES, data=corpus, seed=SEED) for j in group}
-        part = evaluate_tools(load_toolbox(), sets, torch.device("cpu"), list(group))
-        table[group.start:group.stop, group.start:group.stop] = part[group.start:group.stop, group.start:group.stop]
-    return table
+    return own_type_gains(PATCHES, corpus, SEED)
 
 
 @pytest.mark.parametrize("tool", [

@@ -14,18 +14,22 @@ FLOORS = {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.5, 4: 1.5, 5: 3.0, 6: 5.0, 7: 6.0, 8: 0.3
 PATCHES = 48
 
 
-@pytest.fixture(scope="module")
-def gains():
-    """Gains of each tool on the bands of its own type (the other entries NaN): what the
-    tests compare, a third of the whole 12 x 12 table's work."""
+def own_type_gains(patches: int, data: str | None = None, seed: int = 2024) -> np.ndarray:
+    """Gains of each shipped tool on the bands of its own type (the other entries NaN): what the
+    tests compare, a third of the whole 12 x 12 table's work. ``data`` None: the embedded default."""
     toolbox = load_toolbox()
     table = np.full((12, 12), np.nan)
     for group in (range(0, 4), range(4, 8), range(8, 12)):
-        # Seeds other than the card's, so this is a second, independent draw of test patches.
-        sets = {j: band_test_set(TOOL_SPECS[j], PATCHES, seed=2024) for j in group}
+        sets = {j: band_test_set(TOOL_SPECS[j], patches, data=data, seed=seed) for j in group}
         part = evaluate_tools(toolbox, sets, torch.device("cpu"), list(group))
         table[group.start:group.stop, group.start:group.stop] = part[group.start:group.stop, group.start:group.stop]
     return table
+
+
+@pytest.fixture(scope="module")
+def gains():
+    # A seed other than the card's, so this is a second, independent draw of test patches.
+    return own_type_gains(PATCHES)
 
 
 @pytest.mark.slow
