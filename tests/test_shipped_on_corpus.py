@@ -10,11 +10,13 @@ import pytest
 
 from toolchain_restore import load_agent, load_toolbox, restore
 from toolchain_restore.agents.baseline_policies import FixedChainPolicy, parse_chain
+from toolchain_restore.baselines import load_baseline
 from toolchain_restore.data.images import read_image
 from toolchain_restore.degrade import degrade
-from toolchain_restore.evaluation import PolicyMethod, held_out_set
+from toolchain_restore.evaluation import CNNMethod, PolicyMethod, held_out_set
 from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
 from toolchain_restore.metrics import psnr
+from toolchain_restore.serialization import shipped_weights
 from toolchain_restore.tools import TOOL_SPECS
 
 from .test_shipped_system import evaluate_with_greedy_on_moderate
@@ -38,10 +40,11 @@ def corpus() -> str:
 @pytest.fixture(scope="module")
 def results(corpus):
     toolbox, chained, agent = load_toolbox(), load_toolbox(for_shipped_agent=True), load_agent()
-    methods = [PolicyMethod("agent", agent, chained),
+    methods = [PolicyMethod("agent", agent, chained, agent.macs_per_decision()),
                PolicyMethod("fixed", FixedChainPolicy(parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))), toolbox)]
     sets = [held_out_set(level, PATCHES, corpus, seed=SEED) for level in LEVELS]
-    return evaluate_with_greedy_on_moderate(methods, sets, toolbox)
+    dncnn = CNNMethod("dncnn", load_baseline(shipped_weights("dncnn.safetensors")))
+    return evaluate_with_greedy_on_moderate(methods, sets, toolbox, [dncnn])
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -57,6 +60,14 @@ def test_agent_beats_the_best_fixed_chain(results, level):
 def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
     # What the shipped agent reaches on the card's patches (agent.md), so that it cannot slip back.
     assert results["moderate", "agent"].gain >= 0.75 * results["moderate", "greedy oracle"].gain
+
+
+def test_the_papers_claim_agent_level_with_dncnn_at_a_third_of_its_cost(results):
+    # Issue 17's target, against the DnCNN-style baseline trained on the same photographs for the
+    # toolbox's CPU time (baselines.md).
+    agent, dncnn = results["moderate", "agent"], results["moderate", "dncnn"]
+    assert agent.psnr >= dncnn.psnr - 0.3
+    assert agent.macs <= 0.35 * dncnn.macs
 
 
 @pytest.fixture(scope="module")

@@ -120,8 +120,8 @@ class CleanImages:
 class TrainingPatches(CleanImages):
     """Degraded patches of the train split, at one severity."""
 
-    level: Literal["mild", "moderate", "severe", "clean"] = "moderate"
-    """Severity of the training patches: mild, moderate or severe (the agent's is moderate), or clean (nearly clean patches, where stopping at once is usually right)."""
+    level: Literal["mild", "moderate", "severe", "clean", "mixed"] = "moderate"
+    """Severity of the training patches: mild, moderate or severe (the paper's agent trains on moderate), clean (nearly clean patches, where stopping at once is usually right), or mixed (each patch draws mild, moderate or severe with equal chance)."""
 
 
 @dataclass

@@ -61,6 +61,20 @@ def test_a_bad_clean_fraction_is_refused(bad):
         gym.make("ToolchainRestore-v0", clean_fraction=bad)
 
 
-def test_level_clean_is_named_in_the_error_for_unknown_levels():
-    with pytest.raises(ValueError, match="'clean'"):
+def test_levels_clean_and_mixed_are_named_in_the_error_for_unknown_levels():
+    with pytest.raises(ValueError, match="'clean' or 'mixed'"):
         gym.make("ToolchainRestore-v0", level="pristine")
+
+
+def _band_of(levels) -> str:
+    from toolchain_restore.degrade import SEVERITY_BANDS
+    total = sum(levels) - 2
+    return next(name for name, (lo, hi) in SEVERITY_BANDS.items() if lo <= total <= hi)
+
+
+def test_the_mixed_level_draws_every_severity_band():
+    env = gym.make("ToolchainRestore-v0", level="mixed", precision="fp32")
+    bands = [_band_of(lv) for lv in _episode_levels(env, 45)]
+    assert all(8 < bands.count(name) < 25 for name in ("mild", "moderate", "severe"))
+    with_clean = gym.make("ToolchainRestore-v0", level="mixed", clean_fraction=0.5, precision="fp32")
+    assert any(lv is None for lv in _episode_levels(with_clean, 20))

@@ -26,6 +26,7 @@ __all__ = [
     "MAX_INPUT_PSNR",
     "NEAR_CLEAN",
     "LEVELS",
+    "MIXED",
     "near_clean_params",
     "observation_space",
     "check_arguments",
@@ -47,7 +48,11 @@ NEAR_CLEAN = "clean"
 first action is usually to stop. Each of blur (std up to ``NEAR_CLEAN_BLUR``), noise (std up
 to ``NEAR_CLEAN_NOISE``) and JPEG (quality from ``NEAR_CLEAN_JPEG``) is present with
 probability 1/2; with none of them the patch is its own clean image."""
-LEVELS: tuple[str, ...] = (*SEVERITY_BANDS, NEAR_CLEAN)
+MIXED = "mixed"
+"""A training level: each episode draws one of the protocol's three severities, with equal
+chance, so that an agent or a chain meets every severity it is scored on (the paper trains on
+moderate only)."""
+LEVELS: tuple[str, ...] = (*SEVERITY_BANDS, NEAR_CLEAN, MIXED)
 NEAR_CLEAN_BLUR, NEAR_CLEAN_NOISE, NEAR_CLEAN_JPEG = 0.5, 2.0, 90
 
 
@@ -98,7 +103,7 @@ def check_arguments(level: str, split: str, max_steps: int, patch_size: int, ren
     """Refuse environment arguments out of range (InvalidInput, a ValueError: from the
     command line they are the user's options)."""
     if level not in LEVELS:
-        raise InvalidInput(f"level must be one of {sorted(SEVERITY_BANDS)} or {NEAR_CLEAN!r}, got {level!r}")
+        raise InvalidInput(f"level must be one of {sorted(SEVERITY_BANDS)}, {NEAR_CLEAN!r} or {MIXED!r}, got {level!r}")
     if not isinstance(clean_fraction, (int, float)) or not 0.0 <= clean_fraction <= 1.0:
         raise InvalidInput(f"clean_fraction must be a number in [0, 1], got {clean_fraction!r}")
     if split not in ("train", "test"):
@@ -159,10 +164,13 @@ def _degrade_at(level: str):
 def draw_patch(sampler: PatchSampler, rng: np.random.Generator, level: str, training_rules: bool,
                clean_fraction: float = 0.0) -> tuple[Patch, float]:
     """An episode's patch and its input PSNR, drawn with ``rng`` only. With ``clean_fraction``
-    > 0, that share of episodes is :data:`NEAR_CLEAN` instead of ``level``; the training rules
-    never skip those (they are where an agent learns to stop)."""
+    > 0, that share of episodes is :data:`NEAR_CLEAN` instead of ``level``; :data:`MIXED`
+    draws a severity per episode. The training rules never skip nearly clean patches (they
+    are where an agent learns to stop)."""
     if clean_fraction > 0 and rng.random() < clean_fraction:
         level = NEAR_CLEAN
+    elif level == MIXED:
+        level = tuple(SEVERITY_BANDS)[int(rng.integers(len(SEVERITY_BANDS)))]
     fn = _degrade_at(level)
     for _ in range(1000):
         patch = sampler.sample(rng, fn)

@@ -63,7 +63,8 @@ class ToolchainRestoreEnv(gym.Env):
     Never truncated.
 
     ## Arguments
-    - `level`: "mild", "moderate" (default) or "severe".
+    - `level`: "mild", "moderate" (default) or "severe"; "mixed" draws one of the three per
+      episode.
     - `data`: None for the embedded default images, or a folder of images.
     - `split`: "train" (default) or "test": which images patches come from.
     - `toolbox`: None for the shipped toolbox, a toolbox file, or a `Toolbox`.
