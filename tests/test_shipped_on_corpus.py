@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from toolchain_restore import load_agent, load_toolbox, restore
 from toolchain_restore.agents.baseline_policies import FixedChainPolicy, parse_chain
 from toolchain_restore.baselines import load_baseline
 from toolchain_restore.data.images import read_image
 from toolchain_restore.degrade import degrade
-from toolchain_restore.evaluation import CNNMethod, PolicyMethod, held_out_set
+from toolchain_restore.evaluation import CNNMethod, PolicyMethod, evaluate, held_out_set
 from toolchain_restore.evaluation.run import FIXED_CHAIN_KEY
 from toolchain_restore.metrics import psnr
 from toolchain_restore.serialization import shipped_weights
@@ -40,11 +41,10 @@ def corpus() -> str:
 @pytest.fixture(scope="module")
 def results(corpus):
     toolbox, chained, agent = load_toolbox(), load_toolbox(for_shipped_agent=True), load_agent()
-    methods = [PolicyMethod("agent", agent, chained, agent.macs_per_decision()),
+    methods = [PolicyMethod("agent", agent, chained),
                PolicyMethod("fixed", FixedChainPolicy(parse_chain(str(toolbox.config[FIXED_CHAIN_KEY]))), toolbox)]
     sets = [held_out_set(level, PATCHES, corpus, seed=SEED) for level in LEVELS]
-    dncnn = CNNMethod("dncnn", load_baseline(shipped_weights("dncnn.safetensors")))
-    return evaluate_with_greedy_on_moderate(methods, sets, toolbox, [dncnn])
+    return evaluate_with_greedy_on_moderate(methods, sets, toolbox)
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -62,12 +62,22 @@ def test_agent_gain_is_near_the_greedy_oracles_on_moderate(results):
     assert results["moderate", "agent"].gain >= 0.75 * results["moderate", "greedy oracle"].gain
 
 
-def test_the_papers_claim_agent_level_with_dncnn_at_a_third_of_its_cost(results):
+CLAIM_PATCHES = 256
+"""The paper's claim is a 0.3 dB margin on a difference that moved by 0.2 dB between 64 and 256
+patches of one draw, so it is checked on as many patches as the cards use."""
+
+
+def test_the_papers_claim_agent_level_with_dncnn_at_a_third_of_its_cost(corpus):
     # Issue 17's target, against the DnCNN-style baseline trained on the same photographs for the
     # toolbox's CPU time (baselines.md).
-    agent, dncnn = results["moderate", "agent"], results["moderate", "dncnn"]
-    assert agent.psnr >= dncnn.psnr - 0.3
-    assert agent.macs <= 0.35 * dncnn.macs
+    agent = load_agent()
+    methods = [PolicyMethod("agent", agent, load_toolbox(for_shipped_agent=True), agent.macs_per_decision()),
+               CNNMethod("dncnn", load_baseline(shipped_weights("dncnn.safetensors")))]
+    with torch.no_grad():
+        rows = evaluate(methods, [held_out_set("moderate", CLAIM_PATCHES, corpus, seed=SEED)])
+    agent_result, dncnn = rows
+    assert agent_result.psnr >= dncnn.psnr - 0.3
+    assert agent_result.macs <= 0.35 * dncnn.macs
 
 
 @pytest.fixture(scope="module")
