@@ -131,49 +131,47 @@ corpus-agent: $(VENV)/.installed
 		--lr 5e-5 --lr-halve-every 25000 --learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 \
 		--checkpoint-every 5000 --out-dir runs/corpus_agent --progress false
 
+# The later stages of the corpus agent, all trials not kept: each continues the kept DQN agent.
+CORPUS_AGENT_STAGE_FLAGS := --preset cpu --data $(CORPUS)/dev --init-agent runs/corpus_agent/agent.safetensors \
+	--learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 --progress false
+CORPUS_AGENT_CONSTANT_LR := --lr 2.5e-5 --lr-halve-every 1000000 --lr-min 2.5e-5
+
 # Stage 2 of the corpus agent, a trial not kept: nearly clean episodes three times as often (the
 # first run stopped first on 21% of the val split's nearly clean patches), exploration at its floor.
 # Val after 30,000 steps: stop first on 81% of nearly clean patches, but also on 30% / 16% / 8% of
 # mild / moderate / severe ones, whose gains fell from +3.84 / +4.80 / +5.23 to +3.79 / +4.61 / +5.04 dB.
 corpus-agent-stage2: $(VENV)/.installed
-	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
-		--init-agent runs/corpus_agent/agent.safetensors --total-steps 30000 --clean-fraction 0.3 \
-		--epsilon-start 0.05 --epsilon-end 0.05 --epsilon-decay-steps 1 --lr 2.5e-5 --lr-halve-every 1000000 \
-		--lr-min 2.5e-5 --learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 \
-		--checkpoint-every 5000 --seed 1 --out-dir runs/corpus_agent_stage2 --progress false
+	$(BIN)/toolchain-restore train-agent $(CORPUS_AGENT_STAGE_FLAGS) $(CORPUS_AGENT_CONSTANT_LR) --toolbox $(CORPUS_TOOLBOX) \
+		--total-steps 30000 --clean-fraction 0.3 --epsilon-start 0.05 --epsilon-end 0.05 --epsilon-decay-steps 1 \
+		--checkpoint-every 5000 --seed 1 --out-dir runs/corpus_agent_stage2
 
-# Stage 4 of the corpus agent: the kept DQN agent trained on every severity it is scored on
+# Stage 4 of the corpus agent, a trial not kept (agent.md): the kept DQN agent trained on every severity it is scored on
 # (`--level mixed`: the paper's moderate band shares no degradation with mild or severe), and
 # nearly clean patches half again as often as in its first run (CORPUS_MIXED_CLEAN=0.3
 # CORPUS_MIXED_OUT=runs/corpus_agent_mixed30: the trial with twice that).
 CORPUS_MIXED_CLEAN ?= 0.15
 CORPUS_MIXED_OUT ?= runs/corpus_agent_mixed
 corpus-agent-mixed: $(VENV)/.installed
-	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
-		--init-agent runs/corpus_agent/agent.safetensors --level mixed --total-steps 30000 --clean-fraction $(CORPUS_MIXED_CLEAN) \
-		--epsilon-start 0.1 --epsilon-end 0.05 --epsilon-decay-steps 10000 --lr 2.5e-5 --lr-halve-every 1000000 \
-		--lr-min 2.5e-5 --learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 \
-		--checkpoint-every 2500 --seed 2 --out-dir $(CORPUS_MIXED_OUT) --progress false
+	$(BIN)/toolchain-restore train-agent $(CORPUS_AGENT_STAGE_FLAGS) $(CORPUS_AGENT_CONSTANT_LR) --toolbox $(CORPUS_TOOLBOX) \
+		--level mixed --total-steps 30000 --clean-fraction $(CORPUS_MIXED_CLEAN) \
+		--epsilon-start 0.1 --epsilon-end 0.05 --epsilon-decay-steps 10000 \
+		--checkpoint-every 2500 --seed 2 --out-dir $(CORPUS_MIXED_OUT)
 
-# Stage 5 of the corpus agent, a trial: the Huber loss at delta 1 gives a tool's -15 dB on a
+# Stage 5 of the corpus agent, a trial not kept (agent.md): the Huber loss at delta 1 gives a tool's -15 dB on a
 # nearly clean patch the gradient of a 1 dB error; delta 10 lets it count in full.
 corpus-agent-huber: $(VENV)/.installed
-	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
-		--init-agent runs/corpus_agent/agent.safetensors --total-steps 20000 --clean-fraction 0.15 --huber-delta 10 \
-		--epsilon-start 0.05 --epsilon-end 0.05 --epsilon-decay-steps 1 --lr 2.5e-5 --lr-halve-every 1000000 \
-		--lr-min 2.5e-5 --learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 \
-		--checkpoint-every 2500 --seed 3 --out-dir runs/corpus_agent_huber --progress false
+	$(BIN)/toolchain-restore train-agent $(CORPUS_AGENT_STAGE_FLAGS) $(CORPUS_AGENT_CONSTANT_LR) --toolbox $(CORPUS_TOOLBOX) \
+		--total-steps 20000 --clean-fraction 0.15 --huber-delta 10 --epsilon-start 0.05 --epsilon-end 0.05 \
+		--epsilon-decay-steps 1 --checkpoint-every 2500 --seed 3 --out-dir runs/corpus_agent_huber
 
 # Stage 3 of the corpus agent, a trial not kept: the kept DQN agent trained on the jointly tuned
 # tools it chains once shipped (as the embedded default's stage 3 did). Val after 10,000 steps:
 # +3.36 / +4.62 / +5.15 dB against +4.00 / +5.07 / +5.40 before it, stops first on 19% of nearly
 # clean patches; stopped there.
 corpus-agent-stage3: $(VENV)/.installed
-	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox runs/corpus_joint/toolbox.safetensors \
-		--init-agent runs/corpus_agent/agent.safetensors --total-steps 20000 --clean-fraction 0.1 --epsilon-start 0.1 \
-		--epsilon-end 0.05 --epsilon-decay-steps 10000 --lr 5e-5 --lr-halve-every 10000 --lr-min 2.5e-5 \
-		--learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 --checkpoint-every 5000 --seed 2 \
-		--out-dir runs/corpus_agent_stage3 --progress false
+	$(BIN)/toolchain-restore train-agent $(CORPUS_AGENT_STAGE_FLAGS) --toolbox runs/corpus_joint/toolbox.safetensors \
+		--total-steps 20000 --clean-fraction 0.1 --epsilon-start 0.1 --epsilon-end 0.05 --epsilon-decay-steps 10000 \
+		--lr 5e-5 --lr-halve-every 10000 --lr-min 2.5e-5 --checkpoint-every 5000 --seed 2 --out-dir runs/corpus_agent_stage3
 
 # The agent the next stages use: the first DQN run, chosen on val over stage 2 (see the note above).
 CORPUS_AGENT ?= runs/corpus_agent/agent.safetensors

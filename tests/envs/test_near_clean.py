@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import toolchain_restore  # noqa: F401  (registers the env)
+from toolchain_restore.degrade import SEVERITY_BANDS, level_triples
 from toolchain_restore.envs.episode import (NEAR_CLEAN, NEAR_CLEAN_BLUR, NEAR_CLEAN_JPEG, NEAR_CLEAN_NOISE,
                                             near_clean_params)
 from toolchain_restore.envs.held_out import held_out_set
@@ -67,9 +68,7 @@ def test_levels_clean_and_mixed_are_named_in_the_error_for_unknown_levels():
 
 
 def _band_of(levels) -> str:
-    from toolchain_restore.degrade import SEVERITY_BANDS
-    total = sum(levels) - 2
-    return next(name for name, (lo, hi) in SEVERITY_BANDS.items() if lo <= total <= hi)
+    return next(name for name in SEVERITY_BANDS if tuple(levels) in level_triples(name))
 
 
 def test_the_mixed_level_draws_every_severity_band():

@@ -201,7 +201,8 @@ class JointTuningTask:
 
     def sample_images(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
         sets = self.test_sets()
-        test = sets.get(self.settings.level, next(iter(sets.values())))  # a mixed level has no set of its own
+        # A training level outside eval_levels (mixed) has no held-out set of its own.
+        test = sets.get(self.settings.level, next(iter(sets.values())))
         L, H = test.L[:1].to(device), test.H[:1].to(device)
         E, _, _ = run_policy(self._agent_on(device), model, L, self.settings.max_steps)
         return {"L_E_H": torch.cat([L[0], E[0], H[0]], dim=2)}
