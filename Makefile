@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -163,6 +163,15 @@ corpus-agent-huber: $(VENV)/.installed
 	$(BIN)/toolchain-restore train-agent $(CORPUS_AGENT_STAGE_FLAGS) $(CORPUS_AGENT_CONSTANT_LR) --toolbox $(CORPUS_TOOLBOX) \
 		--total-steps 20000 --clean-fraction 0.15 --huber-delta 10 --epsilon-start 0.05 --epsilon-end 0.05 \
 		--epsilon-decay-steps 1 --checkpoint-every 2500 --seed 3 --out-dir runs/corpus_agent_huber
+
+# The stop gate (toolchain_restore/agents/stop_gate.py): a small CNN trained on the kept agent's
+# own episodes on train patches, with the jointly tuned tools it chains, to stop where its next
+# tools would lower PSNR; its threshold is chosen on the dev view's val photographs.
+CORPUS_STOP_GATE := runs/corpus_stop_gate
+corpus-stop-gate: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-stop-gate --data $(CORPUS)/dev --agent $(CORPUS_AGENT) \
+		--toolbox $(CORPUS_EVAL_TOOLBOX) --patches 3000 --out-dir $(CORPUS_STOP_GATE) --progress false \
+		>> $(CORPUS_STOP_GATE).log 2>&1
 
 # Stage 3 of the corpus agent, a trial not kept: the kept DQN agent trained on the jointly tuned
 # tools it chains once shipped (as the embedded default's stage 3 did). Val after 10,000 steps:

@@ -12,6 +12,7 @@ from .agents.dqn import DQNSettings
 from .agents.dqn import preset as dqn_preset
 from .agents.joint import JointTuningSettings
 from .agents.sb3 import SB3Settings
+from .agents.stop_gate import StopGateSettings
 from .baselines.training import CNNBaselineSettings
 from .classification import ClassificationSettings
 from .config import (AgentSelection, CleanImages, Command, CommandParser, DeviceSettings, Preset, ToolboxSelection,
@@ -28,7 +29,7 @@ from .training import TrainerSettings, is_main_process
 
 __all__ = ["main", "build_parser", "COMMANDS", "RestoreCommandSettings", "DemonstrateSettings", "FixedChainSettings",
            "EvaluateToolsSettings", "CombineToolsSettings", "CorpusBuildSettings", "TrainAgentOptions",
-           "TrainSB3Options", "ToolboxOutput", "BaselineOutput", "TrainClassifierOptions", "SegmenterOutput"]
+           "TrainSB3Options", "ToolboxOutput", "BaselineOutput", "AgentOutput", "TrainClassifierOptions", "SegmenterOutput"]
 
 
 # --- the options of the subcommands that are not one job's settings -------------------
@@ -139,6 +140,14 @@ class BaselineOutput:
 
     output: str | None = None
     """Where to write the network (default: OUT_DIR/ARCH.safetensors)."""
+
+
+@dataclass(kw_only=True)
+class AgentOutput:
+    """Where train-stop-gate writes the agent with its gate."""
+
+    output: str | None = None
+    """Where to write the agent file (default: OUT_DIR/agent.safetensors)."""
 
 
 @dataclass(kw_only=True)
@@ -276,6 +285,21 @@ def _train_baseline(settings: CNNBaselineSettings, trainer: TrainerSettings, opt
             print(f"held-out {level}: {metrics[f'input_psnr/{level}']:.2f} -> {metrics[f'psnr/{level}']:.2f} dB "
                   f"({metrics[f'gain/{level}']:+.2f} dB)")
     print(f"wrote {options.output or f'{trainer.out_dir}/{settings.arch}.safetensors'} (TensorBoard logs beside it)")
+    return 0
+
+
+def _train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, options: AgentOutput) -> int:
+    from .agents.stop_gate import GATE_LEVELS, train_stop_gate
+
+    threshold, metrics, task = train_stop_gate(settings, trainer, options.output)
+    if not is_main_process():
+        return 0
+    print(f"validation ({settings.eval_patches} patches per severity), gain over the input without -> with the gate "
+          f"(threshold {threshold:.2f}), and the share of first-action stops:")
+    for level in GATE_LEVELS:
+        print(f"  {level:8s} {metrics[f'ungated_gain/{level}']:+.2f} -> {metrics[f'gain/{level}']:+.2f} dB, "
+              f"stops first on {metrics[f'stops_first/{level}']:.0%}")
+    print(f"wrote {options.output or f'{trainer.out_dir}/agent.safetensors'} (TensorBoard logs beside it)")
     return 0
 
 
@@ -425,6 +449,11 @@ COMMANDS: tuple[Command, ...] = (
             (TrainAgentOptions, DQNSettings), preset=Preset(DQNSettings, dqn_preset)),
     Command("demonstrate", "greedy-oracle demonstrations on train patches, for train-agent --demonstrations",
             _demonstrate, (DemonstrateSettings,)),
+    Command("train-stop-gate", "train a stop gate for an agent on its own episodes (when stopping beats its next "
+                               "tools), pick its threshold on validation, write the agent with it", _train_stop_gate,
+            (StopGateSettings, TrainerSettings, AgentOutput),
+            {"out_dir": "runs/stop_gate", "iterations": 3000, "lr": 1e-3, "lr_min": 1e-5, "warmup": 100,
+             "eval_every": 500, "checkpoint_every": 250}),
     Command("joint-tune", "fine-tune the tools through the frozen agent's toolchains (Algorithm 1)", _joint_tune,
             (JointTuningSettings, TrainerSettings, ToolboxOutput),
             {"out_dir": "runs/joint", "lr": 1e-4, "schedule": "constant"}),

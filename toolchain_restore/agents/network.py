@@ -1,5 +1,5 @@
 """The RL-Restore agent's network: a small CNN on the patch, the previous action, an LSTM,
-and one value per action."""
+and one value per action; and the stop gate that may overrule it (trained in ``stop_gate.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..nn import DecoupledConv2d, parse_conv_kind
 from ..runtime import PrecisionMixin, check_module_precision, module_autocast
 from ..tools import NUM_TOOLS
 
-__all__ = ["SamePadConv2d", "SamePadDecoupledConv2d", "same_pad_conv", "RecurrentQNetwork", "LSTMState"]
+__all__ = ["SamePadConv2d", "SamePadDecoupledConv2d", "same_pad_conv", "RecurrentQNetwork", "LSTMState", "StopGate", "DECISION_STEPS"]
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 """(h, c), each 1 x N x hidden."""
@@ -146,3 +146,48 @@ class RecurrentQNetwork(PrecisionMixin, nn.Module):
         total += 4 * self.hidden * (self.lstm.input_size + self.hidden)
         total += self.head.in_features * self.head.out_features
         return total
+
+
+DECISION_STEPS = 3
+"""Tool counts a stop gate tells apart (0, 1, 2 or more applied): the decisions of 3-tool chains."""
+
+
+class StopGate(nn.Module):
+    """Logit that stopping now beats the agent's going on, from the current patch, the
+    previous tool and the number of tools applied.
+
+    Four 3x3 convolutions (16, 32, 64, 64 channels; the first at full resolution, so that
+    residual noise and ringing are still visible), each position's features pooled to their
+    mean and standard deviation over the patch, then 64 hidden units and one logit.
+    """
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        widths = (channels, 2 * channels, 4 * channels, 4 * channels)
+        layers: list[nn.Module] = []
+        before = 3
+        for i, width in enumerate(widths):
+            layers += [nn.Conv2d(before, width, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU(inplace=True)]
+            before = width
+        self.channels = channels
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(2 * before + NUM_TOOLS + DECISION_STEPS, 64), nn.ReLU(inplace=True),
+                                  nn.Linear(64, 1))
+
+    def forward(self, image: torch.Tensor, previous_action: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """N logits for N x 3 x P x P patches (uint8, or floats in [0, 1]), N x 12 one-hot
+        previous tools and N tool counts."""
+        x = image.float().div(255.0) if image.dtype == torch.uint8 else image.float()
+        features = self.convs(x).flatten(2)
+        pooled = torch.cat([features.mean(-1), features.std(-1)], dim=1)
+        steps = F.one_hot(step.long().clamp(0, DECISION_STEPS - 1), DECISION_STEPS).float()
+        return self.head(torch.cat([pooled, previous_action.float(), steps], dim=1)).squeeze(1)
+
+    def macs(self, patch_size: int) -> int:
+        """Multiply-adds of one decision on one patch."""
+        total, side = 0, patch_size
+        for conv in self.convs:
+            if isinstance(conv, nn.Conv2d):
+                side = -(-side // conv.stride[0])
+                total += side * side * conv.out_channels * conv.in_channels * 9
+        return total + sum(m.in_features * m.out_features for m in self.head if isinstance(m, nn.Linear))

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInput
-from ..envs.episode import NUM_ACTIONS
+from ..envs.episode import NUM_ACTIONS, STOP
 from ..serialization import load_weights, read_metadata, save_weights, shipped_weights
-from .network import RecurrentQNetwork
+from .network import RecurrentQNetwork, StopGate
 
 __all__ = ["RecurrentQPolicy", "POLICY_KIND", "load_agent", "SHIPPED_AGENT", "MAX_VIEWS", "check_views", "symmetric_views"]
 
@@ -84,6 +84,12 @@ class RecurrentQPolicy:
         self.rng = np.random.default_rng(seed)
         self.training_settings: dict | None = None
         """The settings the loaded file was trained with (None when it records none)."""
+        self.stop_gate: StopGate | None = None
+        """A gate that may overrule a chosen tool with stop (``stop_gate.py``); None: the Q-values alone decide."""
+        self.stop_threshold = 0.5
+        """The gate stops where its stop probability exceeds this."""
+        self.stop_gate_config: dict = {}
+        """What the loaded file records of its gate (its training settings, validation metrics)."""
 
     def _batched(self, observation: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, bool]:
         if not isinstance(observation, dict) or "image" not in observation or "previous_action" not in observation:
@@ -129,11 +135,37 @@ class RecurrentQPolicy:
         values = values.view(views, batch, -1).mean(dim=0)
         h, c = h.view(views, batch, hidden), c.view(views, batch, hidden)
         actions = values.argmax(dim=-1).cpu().numpy()
+        if self.stop_gate is not None:
+            actions[self._gate_stops(observation, image, previous, single)] = STOP
         if not deterministic and self.epsilon > 0:
             explore = self.rng.random(batch) < self.epsilon
             actions[explore] = self.rng.integers(0, NUM_ACTIONS, int(explore.sum()))
         new_state = (h.cpu().numpy(), c.cpu().numpy())
         return (actions[0] if single else actions), new_state
+
+    def _gate_stops(self, observation: dict[str, Any], image: torch.Tensor, previous: torch.Tensor,
+                    single: bool) -> np.ndarray:
+        if "step" not in observation:
+            raise ValueError("observation must hold 'step' (the tools applied so far) for an agent with a stop gate")
+        step = torch.as_tensor(np.asarray(observation["step"]).reshape(len(image)), device=self.device)
+        with torch.autocast(self.device.type, enabled=False):
+            probability = torch.sigmoid(self.stop_gate(image, previous, step))
+        return (probability > self.stop_threshold).cpu().numpy()
+
+    def with_stop_gate(self, gate: StopGate | None, threshold: float = 0.5) -> "RecurrentQPolicy":
+        """This policy with ``gate`` (None: without one) overruling its tools with stop where
+        the gate's probability exceeds ``threshold``; the same network, not a copy of it."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"the stop threshold must be in [0, 1], got {threshold}")
+        other = copy.copy(self)
+        other.stop_gate = None if gate is None else gate.to(self.device).eval()
+        other.stop_threshold = float(threshold)
+        other.stop_gate_config = {} if gate is None else self.stop_gate_config
+        return other
+
+    def without_stop_gate(self) -> "RecurrentQPolicy":
+        """The Q-values alone deciding (what the stop gate is trained on)."""
+        return self if self.stop_gate is None else self.with_stop_gate(None)
 
     def with_views(self, views: int) -> "RecurrentQPolicy":
         """This policy choosing with ``views`` symmetric views (the same network, not a copy of it)."""
@@ -158,18 +190,34 @@ class RecurrentQPolicy:
         return other
 
     def macs_per_decision(self) -> int:
-        """Multiply-adds of one decision on one patch: the network's, once per view."""
-        return self.views * self.network.macs_per_step()
+        """Multiply-adds of one decision on one patch: the network's, once per view, and the stop gate's."""
+        gate = 0 if self.stop_gate is None else self.stop_gate.macs(self.network.patch_size)
+        return self.views * self.network.macs_per_step() + gate
 
-    def save(self, path: str | os.PathLike, training: dict | None = None) -> None:
-        """Write the network as safetensors; the header holds its shape, epsilon, views and,
-        when given, the settings it was trained with (``training``, e.g. ``asdict(DQNSettings)``)."""
+    def _file_module(self) -> torch.nn.Module:
+        """The module whose tensors the file holds: the network's, and ``stop_gate.*`` with a gate."""
+        if self.stop_gate is None:
+            return self.network
+        module = torch.nn.Module()
+        for name, child in self.network.named_children():
+            module.add_module(name, child)
+        module.add_module("stop_gate", self.stop_gate)
+        return module
+
+    def save(self, path: str | os.PathLike, training: dict | None = None,
+             stop_gate_training: dict | None = None) -> None:
+        """Write the network (and the stop gate) as safetensors; the header holds its shape,
+        epsilon, views, the gate's width and threshold and, when given, the settings they
+        were trained with (``training``, e.g. ``asdict(DQNSettings)``; ``stop_gate_training``)."""
         net = self.network
         config = {"patch_size": net.patch_size, "hidden": net.hidden, "features": net.fc.out_features,
                   "conv": net.conv, "epsilon": self.epsilon, "views": self.views}
         if training is not None:
             config["training"] = training
-        save_weights(net, path, POLICY_KIND, config)
+        if self.stop_gate is not None:
+            gate = {**self.stop_gate_config, **(stop_gate_training or {})}
+            config["stop_gate"] = {**gate, "channels": self.stop_gate.channels, "threshold": self.stop_threshold}
+        save_weights(self._file_module(), path, POLICY_KIND, config)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
@@ -180,9 +228,16 @@ class RecurrentQPolicy:
             patch_size=int(config.get("patch_size", 63)), hidden=int(config.get("hidden", 50)),
             features=int(config.get("features", 32)), conv=str(config.get("conv", "plain")),
         )
-        config = load_weights(network, path, POLICY_KIND)
         policy = cls(network, epsilon=float(config.get("epsilon", 0.1)), device=device,
-                     views=int(config.get("views", 1)) if views is None else views, precision=precision)
+                     views=int(config.get("views", 1)) if views is None else views)
+        gate_config = config.get("stop_gate")
+        if gate_config is not None:
+            policy = policy.with_stop_gate(StopGate(int(gate_config.get("channels", 16))),
+                                           float(gate_config.get("threshold", 0.5)))
+            policy.stop_gate_config = {k: v for k, v in gate_config.items() if k not in ("channels", "threshold")}
+        load_weights(policy._file_module(), path, POLICY_KIND)
+        policy.network.to(policy.device)
+        policy = policy.with_precision(precision)
         policy.training_settings = config.get("training")
         return policy
 
