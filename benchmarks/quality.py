@@ -7,7 +7,8 @@ Methods: the input; the shipped agent with the separately trained tools (before 
 fine-tuning) and with the jointly fine-tuned tools it ships with (after); the best fixed
 chain; the greedy oracle (it sees the ground truth: an upper bound); the shipped DnCNN-
 and VDSR-style CNNs. The agent, the tools' joint fine-tuning and both CNNs were trained
-on moderate only, so mild and severe are severities they never saw. The evaluation is
+on moderate patches (the agent also on 10% nearly clean ones), so mild and severe are
+severities they never saw. The evaluation is
 deterministic (fixed seeds), so each figure is one run, not a median.
 
 The held-out patches come from ``--data``: ``auto`` (the default) is the photo corpus's test
@@ -79,7 +80,8 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, d
                "The agent's PSNR edge over the DnCNN-style CNN is not larger on the unseen severities than on moderate")
     text = (f"{p['patches']} held-out 63x63 patches per severity from {held_out} (patch `i` "
             f"drawn with seed {EVALUATION_SEED} + i), RGB PSNR and SSIM (Wang et al.), mean multiply-adds per patch "
-            "(the agent's own decisions included). Trained on moderate only: the agent, joint fine-tuning, both CNNs.\n\n"
+            "(the agent's own decisions included). Trained on moderate patches: the agent (and 10% nearly clean "
+            "ones), joint fine-tuning, both CNNs.\n\n"
             + summary_table(results) + "\n\n"
             "| claim | mild | moderate | severe |\n|---|---|---|---|\n"
             + "\n".join(f"| {c} | " + " | ".join(v) + " |" for c, v in claims)

@@ -291,14 +291,19 @@ def _train_baseline(settings: CNNBaselineSettings, trainer: TrainerSettings, opt
 def _train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, options: AgentOutput) -> int:
     from .agents.stop_gate import GATE_LEVELS, train_stop_gate
 
-    threshold, metrics, task = train_stop_gate(settings, trainer, options.output)
+    threshold, sweep, task = train_stop_gate(settings, trainer, options.output)
     if not is_main_process():
         return 0
-    print(f"validation ({settings.eval_patches} patches per severity), gain over the input without -> with the gate "
-          f"(threshold {threshold:.2f}), and the share of first-action stops:")
-    for level in GATE_LEVELS:
-        print(f"  {level:8s} {metrics[f'ungated_gain/{level}']:+.2f} -> {metrics[f'gain/{level}']:+.2f} dB, "
-              f"stops first on {metrics[f'stops_first/{level}']:.0%}")
+    print(f"validation, {settings.eval_patches} patches per severity: gain over the input in dB / share of "
+          f"first-action stops")
+    print("| stop threshold | " + " | ".join(GATE_LEVELS) + " |")
+    print("|---" * (len(GATE_LEVELS) + 1) + "|")
+    ungated = task.ungated()
+    rows = [("agent alone", {k.replace("ungated_", ""): v for k, v in ungated.items()})]
+    rows += [(f"{t:.2f}" + (" (written)" if t == threshold else ""), m) for t, m in sweep]
+    for name, m in rows:
+        print(f"| {name} | " + " | ".join(f"{m[f'gain/{lv}']:+.2f} / {m[f'stops_first/{lv}']:.0%}"
+                                         for lv in GATE_LEVELS) + " |")
     print(f"wrote {options.output or f'{trainer.out_dir}/agent.safetensors'} (TensorBoard logs beside it)")
     return 0
 

@@ -35,17 +35,19 @@ def agent(one_thread):
     return RecurrentQPolicy(seed=0)
 
 
-def test_gate_reads_patch_previous_tool_and_step_and_counts_its_work():
+def test_gate_reads_patch_previous_tool_step_and_chosen_tool_and_counts_its_work():
+    torch.manual_seed(0)
     gate = StopGate()
     images = torch.randint(0, 256, (5, 3, 63, 63), dtype=torch.uint8)
-    previous = torch.zeros(5, 12)
-    logits = gate(images, previous, torch.tensor([0, 1, 2, 3, 0]))
-    assert logits.shape == (5,)
+    previous, zeros = torch.zeros(5, 12), torch.zeros(5, dtype=torch.long)
+    assert gate(images, previous, torch.tensor([0, 1, 2, 3, 0]), zeros).shape == (5,)
     one = images[:1], previous[:1]
-    assert gate(*one, torch.tensor([3])) == gate(*one, torch.tensor([2])) != gate(*one, torch.tensor([0]))
-    torch.testing.assert_close(gate(images.float() / 255, previous, torch.zeros(5)), gate(images, previous, torch.zeros(5)))
+    tool = torch.tensor([4])
+    assert gate(*one, torch.tensor([3]), tool) == gate(*one, torch.tensor([2]), tool) != gate(*one, torch.tensor([0]), tool)
+    assert gate(*one, torch.tensor([0]), torch.tensor([4])) != gate(*one, torch.tensor([0]), torch.tensor([5]))
+    torch.testing.assert_close(gate(images.float() / 255, previous, zeros, zeros), gate(images, previous, zeros, zeros))
     convs = 63 * 63 * 16 * 3 * 9 + 32 * 32 * 32 * 16 * 9 + 16 * 16 * 64 * 32 * 9 + 8 * 8 * 64 * 64 * 9
-    assert gate.macs(63) == convs + (128 + 12 + 3) * 64 + 64
+    assert gate.macs(63) == convs + (2 * (16 + 32 + 64 + 64) + 12 + 3) * 64 + 64 * 12
 
 
 @pytest.mark.parametrize("logit, stops", [(-50.0, False), (50.0, True)])
@@ -66,8 +68,13 @@ def test_offline_gated_psnr_is_what_the_gated_agent_reaches(agent, patches):
     torch.manual_seed(1)
     gate = StopGate()
     episodes = record_episodes(agent, toolbox, patches.L, patches.H, chunk=5)
-    probability = torch.sigmoid(gate(torch.from_numpy(episodes.images), torch.from_numpy(episodes.previous),
-                                     torch.from_numpy(episodes.steps))).detach().numpy()
+    probability = torch.sigmoid(gate(*(torch.from_numpy(a) for a in (episodes.images, episodes.previous,
+                                                                      episodes.steps, episodes.tools)))).detach().numpy()
+    _, free_chains, _ = run_policy(agent, toolbox, patches.L)
+    for row, chain in enumerate(free_chains):
+        at = episodes.episode == row
+        assert tuple(episodes.tools[at]) == chain and episodes.steps[at].tolist() == list(range(len(chain)))
+        assert (episodes.values[at].argmax(1) == episodes.tools[at]).all()  # the tool is the values' choice
     threshold = float(np.quantile(probability, 0.9))  # some episodes stop early, some do not
     final, stop_at = gated_psnr(episodes, probability, threshold)
     restored, chains, _ = run_policy(agent.with_stop_gate(gate, threshold), toolbox, patches.L)
@@ -80,6 +87,7 @@ def test_stop_advantage_is_psnr_kept_minus_the_best_later_psnr():
     episodes = AgentEpisodes(psnr=np.array([[20.0, 23.0, 24.0, 23.5], [30.0, 29.0, 29.0, 29.0]]),
                              lengths=np.array([3, 1]), images=np.zeros((4, 3, 63, 63), np.uint8),
                              previous=np.zeros((4, 12), np.float32), steps=np.array([0, 1, 2, 0]),
+                             tools=np.array([3, 6, 10, 1]), values=np.zeros((4, 13), np.float32),
                              episode=np.array([0, 0, 0, 1]))
     np.testing.assert_allclose(episodes.stop_advantage, [-4.0, -1.0, 0.5, 1.0])
     final, stop_at = gated_psnr(episodes, np.array([0.1, 0.2, 0.9, 0.9]), 0.5)
@@ -121,10 +129,27 @@ def test_train_stop_gate_writes_an_agent_with_a_gate_chosen_on_validation(tmp_pa
     settings = StopGateSettings(patches=6, eval_patches=4, batch_size=8, thresholds=[0.3, 0.6])
     trainer = TrainerSettings(out_dir=str(tmp_path / "gate"), iterations=4, eval_every=2, checkpoint_every=2,
                               progress=False)
-    threshold, metrics, task = train_stop_gate(settings, trainer)
+    threshold, sweep, task = train_stop_gate(settings, trainer)
     loaded = RecurrentQPolicy.load(tmp_path / "gate" / "agent.safetensors")
-    assert threshold in (0.3, 0.6) and loaded.stop_threshold == threshold
+    assert [t for t, _ in sweep] == [0.3, 0.6] and loaded.stop_threshold == threshold
+    chosen = dict(sweep)[threshold]
+    assert all(np.mean([chosen[f"gain/{lv}"] - m[f"gain/{lv}"] for lv in ("mild", "moderate", "severe")]) >= 0
+               for _, m in sweep)
     assert loaded.stop_gate_config["settings"]["patches"] == 6
-    assert set(metrics) >= {"gain/mild", "stops_first/clean", "ungated_gain/severe"}
+    assert set(loaded.stop_gate_config["validation"]) >= {"gain/mild", "stops_first/clean", "ungated_gain/severe"}
     # The training labels: stop exactly where the rest of the agent's own chain lowers PSNR.
-    assert task.labels.tolist() == (task.train_advantage > 0).tolist()
+    episodes, labels, weights = task.train
+    assert labels.tolist() == (episodes.stop_advantage > 0).tolist()
+    assert weights.max() <= settings.weight_cap
+    # Read again, the finished run trains nothing and records no train episodes.
+    again = train_stop_gate(settings, trainer)[2]
+    assert again._train is None
+
+
+@pytest.mark.parametrize("field, value", [("thresholds", [0.5, 1.2]), ("thresholds", []), ("patches", 0),
+                                          ("weight_cap", 0.0)])
+def test_bad_settings_are_refused_before_any_work(field, value):
+    from toolchain_restore.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=f"--{field.replace('_', '-')}"):
+        StopGateSettings(**{field: value})

@@ -153,41 +153,48 @@ DECISION_STEPS = 3
 
 
 class StopGate(nn.Module):
-    """Logit that stopping now beats the agent's going on, from the current patch, the
-    previous tool and the number of tools applied.
+    """Logits that stopping now beats applying the agent's chosen tool and going on, from
+    the current patch, the previous tool, the number of tools applied and the chosen tool.
 
-    Four 3x3 convolutions (16, 32, 64, 64 channels; the first at full resolution, so that
-    residual noise and ringing are still visible), each position's features pooled to their
-    mean and standard deviation over the patch, then 64 hidden units and one logit.
+    Four 3x3 convolutions (16, 32, 64, 64 channels; the first at full resolution), each
+    one's features pooled to their mean and standard deviation over the patch (so that the
+    head sees the full-resolution statistics of residual noise and ringing as well as the
+    coarse ones), then 64 hidden units and one logit per tool the agent may have chosen:
+    whether the next tool hurts depends on which it is.
     """
 
     def __init__(self, channels: int = 16) -> None:
         super().__init__()
         widths = (channels, 2 * channels, 4 * channels, 4 * channels)
-        layers: list[nn.Module] = []
+        self.stages = nn.ModuleList()
         before = 3
         for i, width in enumerate(widths):
-            layers += [nn.Conv2d(before, width, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU(inplace=True)]
+            self.stages.append(nn.Sequential(nn.Conv2d(before, width, 3, stride=1 if i == 0 else 2, padding=1),
+                                             nn.ReLU(inplace=True)))
             before = width
         self.channels = channels
-        self.convs = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Linear(2 * before + NUM_TOOLS + DECISION_STEPS, 64), nn.ReLU(inplace=True),
-                                  nn.Linear(64, 1))
+        self.head = nn.Sequential(nn.Linear(2 * sum(widths) + NUM_TOOLS + DECISION_STEPS, 64), nn.ReLU(inplace=True),
+                                  nn.Linear(64, NUM_TOOLS))
 
-    def forward(self, image: torch.Tensor, previous_action: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, previous_action: torch.Tensor, step: torch.Tensor,
+                tool: torch.Tensor) -> torch.Tensor:
         """N logits for N x 3 x P x P patches (uint8, or floats in [0, 1]), N x 12 one-hot
-        previous tools and N tool counts."""
+        previous tools, N tool counts and the N tools (0..11) the agent chose."""
         x = image.float().div(255.0) if image.dtype == torch.uint8 else image.float()
-        features = self.convs(x).flatten(2)
-        pooled = torch.cat([features.mean(-1), features.std(-1)], dim=1)
+        pooled = []
+        for stage in self.stages:
+            x = stage(x)
+            flat = x.flatten(2)
+            pooled += [flat.mean(-1), flat.std(-1)]
         steps = F.one_hot(step.long().clamp(0, DECISION_STEPS - 1), DECISION_STEPS).float()
-        return self.head(torch.cat([pooled, previous_action.float(), steps], dim=1)).squeeze(1)
+        logits = self.head(torch.cat([*pooled, previous_action.float(), steps], dim=1))
+        return logits.gather(1, tool.long().clamp(0, NUM_TOOLS - 1).view(-1, 1)).squeeze(1)
 
     def macs(self, patch_size: int) -> int:
         """Multiply-adds of one decision on one patch."""
         total, side = 0, patch_size
-        for conv in self.convs:
-            if isinstance(conv, nn.Conv2d):
-                side = -(-side // conv.stride[0])
-                total += side * side * conv.out_channels * conv.in_channels * 9
+        for stage in self.stages:
+            conv = stage[0]
+            side = -(-side // conv.stride[0])
+            total += side * side * conv.out_channels * conv.in_channels * 9
         return total + sum(m.in_features * m.out_features for m in self.head if isinstance(m, nn.Linear))

@@ -57,6 +57,11 @@ class RecurrentQPolicy:
     and parameters, ``views`` times the multiply-adds per decision (``macs_per_decision``).
     Training always uses one view; the setting is for choosing tools.
 
+    A ``stop_gate`` (``with_stop_gate``; saved in and loaded from the agent file) may turn
+    the chosen tool into stop where its probability that stopping beats going on exceeds
+    ``stop_threshold``; it reads the observation's ``step``. It never chooses a tool, so the
+    chain up to its stop is the Q-values' (``stop_gate.py``).
+
     ``precision`` (None keeps the network's own) sets how the network computes: 'auto',
     'fp32', 'bf16' or 'fp16' (see ``toolchain_restore.runtime``); ``with_precision``
     gives the same policy at another precision.
@@ -88,6 +93,8 @@ class RecurrentQPolicy:
         """A gate that may overrule a chosen tool with stop (``stop_gate.py``); None: the Q-values alone decide."""
         self.stop_threshold = 0.5
         """The gate stops where its stop probability exceeds this."""
+        self.last_values: np.ndarray | None = None
+        """The action values (N x 13, averaged over the views) of the last ``predict``."""
         self.stop_gate_config: dict = {}
         """What the loaded file records of its gate (its training settings, validation metrics)."""
 
@@ -133,10 +140,11 @@ class RecurrentQPolicy:
         flat = (h.reshape(1, views * batch, hidden), c.reshape(1, views * batch, hidden))
         values, (h, c) = self.network(symmetric_views(image, views), previous.repeat(views, 1), flat)
         values = values.view(views, batch, -1).mean(dim=0)
+        self.last_values = values.float().cpu().numpy()
         h, c = h.view(views, batch, hidden), c.view(views, batch, hidden)
         actions = values.argmax(dim=-1).cpu().numpy()
         if self.stop_gate is not None:
-            actions[self._gate_stops(observation, image, previous, single)] = STOP
+            actions[self._gate_stops(observation, image, previous, actions)] = STOP
         if not deterministic and self.epsilon > 0:
             explore = self.rng.random(batch) < self.epsilon
             actions[explore] = self.rng.integers(0, NUM_ACTIONS, int(explore.sum()))
@@ -144,13 +152,14 @@ class RecurrentQPolicy:
         return (actions[0] if single else actions), new_state
 
     def _gate_stops(self, observation: dict[str, Any], image: torch.Tensor, previous: torch.Tensor,
-                    single: bool) -> np.ndarray:
+                    actions: np.ndarray) -> np.ndarray:
         if "step" not in observation:
             raise ValueError("observation must hold 'step' (the tools applied so far) for an agent with a stop gate")
         step = torch.as_tensor(np.asarray(observation["step"]).reshape(len(image)), device=self.device)
         with torch.autocast(self.device.type, enabled=False):
-            probability = torch.sigmoid(self.stop_gate(image, previous, step))
-        return (probability > self.stop_threshold).cpu().numpy()
+            tool = torch.as_tensor(actions, device=self.device)
+            probability = torch.sigmoid(self.stop_gate(image, previous, step, tool))
+        return (probability > self.stop_threshold).cpu().numpy() & (actions != STOP)
 
     def with_stop_gate(self, gate: StopGate | None, threshold: float = 0.5) -> "RecurrentQPolicy":
         """This policy with ``gate`` (None: without one) overruling its tools with stop where

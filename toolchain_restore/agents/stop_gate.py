@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AgentSelection, CleanImages, ToolboxSelection
+from ..degrade import SEVERITY_BANDS
+from ..errors import InvalidInput
 from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..envs.toolchain import run_policy
 from ..metrics import batch_psnr
@@ -40,7 +42,7 @@ from .network import StopGate
 from .policy import RecurrentQPolicy, load_agent, symmetric_views
 
 __all__ = ["AgentEpisodes", "record_episodes", "concatenate_episodes", "gated_psnr", "StopGateSettings", "StopGateTask",
-           "train_stop_gate", "GATE_LEVELS"]
+           "best_threshold", "train_stop_gate", "GATE_LEVELS"]
 
 GATE_LEVELS = ("mild", "moderate", "severe", "clean")
 """The severities the gate learns from and is scored on (clean: nearly clean patches)."""
@@ -60,6 +62,10 @@ class AgentEpisodes:
     """S x 12 float32: the previous tool's one-hot at those states."""
     steps: np.ndarray
     """S: tools applied before each of those states' decision."""
+    tools: np.ndarray
+    """S: the tool (0..11) the agent chose there."""
+    values: np.ndarray
+    """S x 13: the agent's action values there."""
     episode: np.ndarray
     """S: the episode (row of ``psnr``) each state belongs to."""
 
@@ -74,11 +80,13 @@ class _Recorder:
     """Passes a policy's decisions through and keeps every observation it was shown."""
 
     def __init__(self, policy: Any) -> None:
-        self.policy, self.seen = policy, []
+        self.policy, self.seen, self.values = policy, [], []
 
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
         self.seen.append(observation)
-        return self.policy.predict(observation, state, episode_start=episode_start, deterministic=deterministic)
+        out = self.policy.predict(observation, state, episode_start=episode_start, deterministic=deterministic)
+        self.values.append(self.policy.last_values)
+        return out
 
 
 @torch.no_grad()
@@ -100,14 +108,17 @@ def record_episodes(policy: RecurrentQPolicy, toolbox: Toolbox, L: torch.Tensor,
             np.zeros((0, *L.shape[1:]), np.uint8),
             previous=np.stack([recorder.seen[t]["previous_action"][r] for r, t in zip(rows, steps)]) if len(rows) else
             np.zeros((0, NUM_TOOLS), np.float32),
-            steps=steps, episode=rows))
+            steps=steps, tools=np.array([chains[r][t] for r, t in zip(rows, steps)], dtype=np.int64),
+            values=np.stack([recorder.values[t][r] for r, t in zip(rows, steps)]) if len(rows) else
+            np.zeros((0, NUM_TOOLS + 1), np.float32), episode=rows))
     return concatenate_episodes(parts)
 
 
 def concatenate_episodes(parts: list[AgentEpisodes]) -> AgentEpisodes:
     """One set of episodes from several (each part's episode numbers shifted after the previous parts')."""
     offsets = np.cumsum([0] + [len(p.lengths) for p in parts[:-1]])
-    joined = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("psnr", "lengths", "images", "previous", "steps")}
+    joined = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("psnr", "lengths", "images", "previous", "steps", "tools",
+                                                                "values")}
     return AgentEpisodes(**joined, episode=np.concatenate([p.episode + o for p, o in zip(parts, offsets)]))
 
 
@@ -149,6 +160,15 @@ class StopGateSettings(AgentSelection, ToolboxSelection, CleanImages):
 
     RESUMABLE: ClassVar[frozenset[str]] = frozenset({"eval_patches", "eval_seed", "thresholds"})
 
+    def __post_init__(self) -> None:
+        for name in ("patches", "eval_patches", "batch_size", "channels"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not self.weight_cap > 0:
+            raise InvalidInput(f"--weight-cap must be positive, got {self.weight_cap}")
+        if not self.thresholds or any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            raise InvalidInput(f"--thresholds must be one or more probabilities in [0, 1], got {self.thresholds}")
+
 
 def _episodes(policy: RecurrentQPolicy, toolbox: Toolbox, data: str | None, split: str, patches: int,
               seed: int) -> dict[str, AgentEpisodes]:
@@ -161,7 +181,8 @@ def _episodes(policy: RecurrentQPolicy, toolbox: Toolbox, data: str | None, spli
 
 class StopGateTask:
     """Weighted logistic regression of the gate on the agent's train episodes; evaluated by
-    the exact gated PSNR on the validation episodes."""
+    the exact gated PSNR on the validation episodes. The train episodes are recorded on the
+    first batch, so that a finished run read again costs only the validation episodes."""
 
     def __init__(self, settings: StopGateSettings, precision: str = "auto") -> None:
         self.settings = settings
@@ -170,80 +191,98 @@ class StopGateTask:
         with torch.random.fork_rng():
             torch.manual_seed(settings.init_seed)
             self.model = StopGate(settings.channels)
-        train = _episodes(self.agent, self.toolbox, settings.data, "train", settings.patches, settings.patch_seed)
-        self.train = concatenate_episodes(list(train.values()))
-        self.train_advantage = self.train.stop_advantage
-        """Each train state's PSNR kept by stopping minus the best its episode reaches later (dB)."""
-        self.labels = (self.train_advantage > 0).astype(np.float32)
-        self.weights = np.minimum(np.abs(self.train_advantage), settings.weight_cap).astype(np.float32)
         self.validation = _episodes(self.agent, self.toolbox, settings.data, "test", settings.eval_patches,
                                     settings.eval_seed)
+        self._train: tuple[AgentEpisodes, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def train(self) -> tuple[AgentEpisodes, np.ndarray, np.ndarray]:
+        """The train episodes' states, their labels (1: stopping is better) and loss weights."""
+        if self._train is None:
+            s = self.settings
+            episodes = concatenate_episodes(list(_episodes(self.agent, self.toolbox, s.data, "train", s.patches,
+                                                           s.patch_seed).values()))
+            advantage = episodes.stop_advantage
+            self._train = (episodes, (advantage > 0).astype(np.float32),
+                           np.minimum(np.abs(advantage), s.weight_cap).astype(np.float32))
+        return self._train
 
     def make_batch(self, step: int, rank: int, world_size: int, seed: int) -> tuple[torch.Tensor, ...]:
+        episodes, labels, weights = self.train
         rng = step_rng(seed, step, rank)
-        rows = rng.integers(0, len(self.labels), self.settings.batch_size)
+        rows = rng.integers(0, len(labels), self.settings.batch_size)
         view = int(rng.integers(8))  # the gate's answer does not depend on the patch's orientation
-        images = symmetric_views(torch.from_numpy(self.train.images[rows]), view + 1)[-len(rows):]
-        return (images, torch.from_numpy(self.train.previous[rows]), torch.from_numpy(self.train.steps[rows]),
-                torch.from_numpy(self.labels[rows]), torch.from_numpy(self.weights[rows]))
+        images = symmetric_views(torch.from_numpy(episodes.images[rows]), view + 1)[-len(rows):]
+        return (images, *(torch.from_numpy(a[rows]) for a in (episodes.previous, episodes.steps, episodes.tools,
+                                                               labels, weights)))
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], device: torch.device):
-        images, previous, steps, labels, weights = (x.to(device) for x in batch)
-        logits = model(images, previous, steps)
+        images, previous, steps, tools, labels, weights = (x.to(device) for x in batch)
+        logits = model(images, previous, steps, tools)
         loss = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * weights).mean()
         accuracy = ((logits > 0).float() == labels).float().mean()
         return loss, {"weighted_bce": loss.item(), "accuracy": accuracy.item()}
 
     @torch.no_grad()
     def stop_probabilities(self, model: nn.Module, episodes: AgentEpisodes, device: torch.device) -> np.ndarray:
+        """The gate's stop probability at every state of ``episodes``."""
         was_training = model.training
         model.eval()
-        out = [torch.sigmoid(model(torch.from_numpy(episodes.images[i:i + 256]).to(device),
-                                   torch.from_numpy(episodes.previous[i:i + 256]).to(device),
-                                   torch.from_numpy(episodes.steps[i:i + 256]).to(device))).cpu()
+        inputs = (episodes.images, episodes.previous, episodes.steps, episodes.tools)
+        out = [torch.sigmoid(model(*(torch.from_numpy(a[i:i + 256]).to(device) for a in inputs))).cpu()
                for i in range(0, len(episodes.steps), 256)]
         model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros(0)
 
-    def gated_gains(self, model: nn.Module, device: torch.device, threshold: float) -> dict[str, float]:
-        """Validation gain per severity and the share of first-action stops, with the gate at ``threshold``."""
+    def threshold_sweep(self, model: nn.Module, device: torch.device,
+                        thresholds: list[float]) -> list[tuple[float, dict[str, float]]]:
+        """For each threshold, the validation gain per severity and the share of first-action stops."""
+        probabilities = {level: self.stop_probabilities(model, e, device) for level, e in self.validation.items()}
+        sweep = []
+        for threshold in thresholds:
+            metrics = {}
+            for level, episodes in self.validation.items():
+                final, stop_at = gated_psnr(episodes, probabilities[level], threshold)
+                metrics[f"gain/{level}"] = float((final - episodes.psnr[:, 0]).mean())
+                metrics[f"stops_first/{level}"] = float((stop_at == 0).mean())
+            sweep.append((threshold, metrics))
+        return sweep
+
+    def ungated(self) -> dict[str, float]:
+        """The agent's own validation gain per severity and share of first-action stops."""
         out = {}
-        for level, episodes in self.validation.items():
-            final, stop_at = gated_psnr(episodes, self.stop_probabilities(model, episodes, device), threshold)
-            out[f"gain/{level}"] = float((final - episodes.psnr[:, 0]).mean())
-            out[f"stops_first/{level}"] = float((stop_at == 0).mean())
+        for level, e in self.validation.items():
+            out[f"ungated_gain/{level}"] = float((e.psnr[np.arange(len(e.lengths)), e.lengths] - e.psnr[:, 0]).mean())
+            out[f"ungated_stops_first/{level}"] = float((e.lengths == 0).mean())
         return out
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        ungated = {f"ungated_gain/{level}": float((e.psnr[np.arange(len(e.lengths)), e.lengths] - e.psnr[:, 0]).mean())
-                   for level, e in self.validation.items()}
-        return {**self.gated_gains(model, device, 0.5), **ungated}
+        return {**self.threshold_sweep(model, device, [0.5])[0][1], **self.ungated()}
 
     def sample_images(self, model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
         return {}
 
-    def best_threshold(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
-        """The threshold of ``settings.thresholds`` with the highest mean validation gain over
-        the three severities, and its validation metrics."""
-        scored = [(t, self.gated_gains(model, device, t)) for t in self.settings.thresholds]
-        return max(scored, key=lambda ts: np.mean([ts[1][f"gain/{lv}"] for lv in ("mild", "moderate", "severe")]))
+
+def best_threshold(sweep: list[tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
+    """The swept threshold with the highest mean validation gain over the three severities."""
+    return max(sweep, key=lambda ts: np.mean([ts[1][f"gain/{level}"] for level in SEVERITY_BANDS]))
 
 
 def train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, output: str | Path | None = None,
-                    ) -> tuple[float, dict[str, float], StopGateTask]:
+                    ) -> tuple[float, list[tuple[float, dict[str, float]]], StopGateTask]:
     """Train the gate, choose its threshold on validation, write the agent file with it
-    (default out_dir/agent.safetensors). Returns the threshold, its validation metrics and the task."""
+    (default out_dir/agent.safetensors). Returns the threshold, the validation sweep over
+    ``settings.thresholds`` and the task (``task.ungated()``: the agent alone)."""
     task = StopGateTask(settings, precision=trainer.precision)
-    metrics = Trainer(trainer, (settings,)).fit(task)
-    ungated = {k: v for k, v in metrics.items() if k.startswith("ungated_gain/")}
+    Trainer(trainer, (settings,)).fit(task)
     device = torch.device("cpu")
     gate = task.model.to(device).eval()
-    threshold, metrics = task.best_threshold(gate, device)
-    metrics = {**metrics, **ungated}
+    sweep = task.threshold_sweep(gate, device, settings.thresholds)
+    threshold, metrics = best_threshold(sweep)
     if is_main_process():
         output = Path(output) if output else Path(trainer.out_dir) / "agent.safetensors"
         task.agent.with_stop_gate(gate, threshold).save(
             output, training=task.agent.training_settings,
             stop_gate_training={"settings": asdict(settings), "iterations": trainer.iterations,
-                                "validation": metrics})
-    return threshold, metrics, task
+                                "validation": {**metrics, **task.ungated()}})
+    return threshold, sweep, task
