@@ -294,12 +294,14 @@ def _train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, optio
     threshold, sweep, task = train_stop_gate(settings, trainer, options.output)
     if not is_main_process():
         return 0
-    print(f"validation, {settings.eval_patches} patches per severity: gain over the input in dB / share of "
-          f"first-action stops")
+    ungated = task.ungated()
+    print(f"validation, {settings.eval_patches} patches per severity ({', '.join(GATE_LEVELS)}): each episode "
+          "stopped at its best state (sees the ground truth) gains "
+          + " / ".join(f"{ungated[f'best_stop_gain/{lv}']:+.2f}" for lv in GATE_LEVELS) + " dB")
+    print("gain over the input in dB / share of first-action stops:")
     print("| stop threshold | " + " | ".join(GATE_LEVELS) + " |")
     print("|---" * (len(GATE_LEVELS) + 1) + "|")
-    ungated = task.ungated()
-    rows = [("agent alone", {k.replace("ungated_", ""): v for k, v in ungated.items()})]
+    rows = [("agent alone", {k.replace("ungated_", ""): v for k, v in ungated.items() if k.startswith("ungated_")})]
     rows += [(f"{t:.2f}" + (" (written)" if t == threshold else ""), m) for t, m in sweep]
     for name, m in rows:
         print(f"| {name} | " + " | ".join(f"{m[f'gain/{lv}']:+.2f} / {m[f'stops_first/{lv}']:.0%}"

@@ -141,6 +141,10 @@ def test_train_stop_gate_writes_an_agent_with_a_gate_chosen_on_validation(tmp_pa
     episodes, labels, weights = task.train
     assert labels.tolist() == (episodes.stop_advantage > 0).tolist()
     assert weights.max() <= settings.weight_cap
+    ungated = task.ungated()
+    for level in ("mild", "moderate", "severe", "clean"):  # no stopping rule passes the best state
+        assert ungated[f"best_stop_gain/{level}"] >= max(ungated[f"ungated_gain/{level}"],
+                                                          *(m[f"gain/{level}"] for _, m in sweep)) - 1e-9
     # Read again, the finished run trains nothing and records no train episodes.
     again = train_stop_gate(settings, trainer)[2]
     assert again._train is None

@@ -249,11 +249,14 @@ class StopGateTask:
         return sweep
 
     def ungated(self) -> dict[str, float]:
-        """The agent's own validation gain per severity and share of first-action stops."""
+        """The agent's own validation gain per severity and share of first-action stops, and the
+        gain were each episode stopped at its best state (a bound no gate can pass: it sees H)."""
         out = {}
         for level, e in self.validation.items():
             out[f"ungated_gain/{level}"] = float((e.psnr[np.arange(len(e.lengths)), e.lengths] - e.psnr[:, 0]).mean())
             out[f"ungated_stops_first/{level}"] = float((e.lengths == 0).mean())
+            best = np.array([row[:n + 1].max() for row, n in zip(e.psnr, e.lengths)])
+            out[f"best_stop_gain/{level}"] = float((best - e.psnr[:, 0]).mean())
         return out
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
