@@ -196,5 +196,5 @@ class StopGate(nn.Module):
         for stage in self.stages:
             conv = stage[0]
             side = -(-side // conv.stride[0])
-            total += side * side * conv.out_channels * conv.in_channels * 9
+            total += side * side * conv.out_channels * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
         return total + sum(m.in_features * m.out_features for m in self.head if isinstance(m, nn.Linear))

@@ -245,7 +245,6 @@ class RecurrentQPolicy:
                                            float(gate_config.get("threshold", 0.5)))
             policy.stop_gate_config = {k: v for k, v in gate_config.items() if k not in ("channels", "threshold")}
         load_weights(policy._file_module(), path, POLICY_KIND)
-        policy.network.to(policy.device)
         policy = policy.with_precision(precision)
         policy.training_settings = config.get("training")
         return policy

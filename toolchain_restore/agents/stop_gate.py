@@ -21,7 +21,7 @@ writes the agent file with its gate.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +36,7 @@ from ..errors import InvalidInput
 from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..envs.toolchain import run_policy
 from ..metrics import batch_psnr
-from ..tools import NUM_TOOLS, Toolbox, load_toolbox
+from ..tools import Toolbox, load_toolbox
 from ..training import Trainer, TrainerSettings, is_main_process, step_rng
 from .network import StopGate
 from .policy import RecurrentQPolicy, load_agent, symmetric_views
@@ -102,24 +102,21 @@ def record_episodes(policy: RecurrentQPolicy, toolbox: Toolbox, L: torch.Tensor,
         lengths = np.array([len(c) for c in chains])
         psnr = np.stack([batch_psnr(trace[min(k, len(trace) - 1)], h).numpy() for k in range(max_steps + 1)], 1)
         rows, steps = np.nonzero(np.arange(max_steps)[None] < lengths[:, None])
+        seen = recorder.seen  # one observation and one set of values per step, every row
         parts.append(AgentEpisodes(
             psnr=psnr.astype(np.float64), lengths=lengths,
-            images=np.stack([recorder.seen[t]["image"][r] for r, t in zip(rows, steps)]) if len(rows) else
-            np.zeros((0, *L.shape[1:]), np.uint8),
-            previous=np.stack([recorder.seen[t]["previous_action"][r] for r, t in zip(rows, steps)]) if len(rows) else
-            np.zeros((0, NUM_TOOLS), np.float32),
+            images=np.stack([o["image"] for o in seen])[steps, rows],
+            previous=np.stack([o["previous_action"] for o in seen])[steps, rows],
             steps=steps, tools=np.array([chains[r][t] for r, t in zip(rows, steps)], dtype=np.int64),
-            values=np.stack([recorder.values[t][r] for r, t in zip(rows, steps)]) if len(rows) else
-            np.zeros((0, NUM_TOOLS + 1), np.float32), episode=rows))
+            values=np.stack(recorder.values)[steps, rows], episode=rows))
     return concatenate_episodes(parts)
 
 
 def concatenate_episodes(parts: list[AgentEpisodes]) -> AgentEpisodes:
     """One set of episodes from several (each part's episode numbers shifted after the previous parts')."""
     offsets = np.cumsum([0] + [len(p.lengths) for p in parts[:-1]])
-    joined = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("psnr", "lengths", "images", "previous", "steps", "tools",
-                                                                "values")}
-    return AgentEpisodes(**joined, episode=np.concatenate([p.episode + o for p, o in zip(parts, offsets)]))
+    joined = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(AgentEpisodes)}
+    return AgentEpisodes(**{**joined, "episode": np.concatenate([p.episode + o for p, o in zip(parts, offsets)])})
 
 
 def gated_psnr(episodes: AgentEpisodes, stop_probability: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
