@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-undo-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -172,6 +172,13 @@ corpus-stop-gate: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-stop-gate --data $(CORPUS)/dev --agent $(CORPUS_AGENT) \
 		--toolbox $(CORPUS_EVAL_TOOLBOX) --patches 3000 --out-dir $(CORPUS_STOP_GATE) --progress false \
 		>> $(CORPUS_STOP_GATE).log 2>&1
+# The same gate seeing the tool's result as well (a trial: the environment cannot undo a tool,
+# so it is scored on the recorded val episodes only; agent.md).
+CORPUS_UNDO_GATE := runs/corpus_undo_gate
+corpus-undo-gate: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-stop-gate --data $(CORPUS)/dev --agent $(CORPUS_AGENT) \
+		--toolbox $(CORPUS_EVAL_TOOLBOX) --patches 3000 --sees-result true --out-dir $(CORPUS_UNDO_GATE) \
+		--progress false >> $(CORPUS_UNDO_GATE).log 2>&1
 
 # Stage 3 of the corpus agent, a trial not kept: the kept DQN agent trained on the jointly tuned
 # tools it chains once shipped (as the embedded default's stage 3 did). Val after 10,000 steps:

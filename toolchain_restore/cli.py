@@ -298,7 +298,8 @@ def _train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, optio
     print(f"validation, {settings.eval_patches} patches per severity ({', '.join(GATE_LEVELS)}): each episode "
           "stopped at its best state (sees the ground truth) gains "
           + " / ".join(f"{ungated[f'best_stop_gain/{lv}']:+.2f}" for lv in GATE_LEVELS) + " dB")
-    print("gain over the input in dB / share of first-action stops:")
+    print("gain over the input in dB / share of " + ("episodes that return their input (a first stop, or the first "
+                                                     "tool undone):" if settings.sees_result else "first-action stops:"))
     print("| stop threshold | " + " | ".join(GATE_LEVELS) + " |")
     print("|---" * (len(GATE_LEVELS) + 1) + "|")
     rows = [("agent alone", {k.replace("ungated_", ""): v for k, v in ungated.items() if k.startswith("ungated_")})]
@@ -306,7 +307,11 @@ def _train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, optio
     for name, m in rows:
         print(f"| {name} | " + " | ".join(f"{m[f'gain/{lv}']:+.2f} / {m[f'stops_first/{lv}']:.0%}"
                                          for lv in GATE_LEVELS) + " |")
-    print(f"wrote {options.output or f'{trainer.out_dir}/agent.safetensors'} (TensorBoard logs beside it)")
+    if settings.sees_result:
+        print(f"the gate sees the tool's result, which the environment cannot undo: no agent file written "
+              f"(TensorBoard logs and checkpoint in {trainer.out_dir})")
+    else:
+        print(f"wrote {options.output or f'{trainer.out_dir}/agent.safetensors'} (TensorBoard logs beside it)")
     return 0
 
 

@@ -50,6 +50,20 @@ def test_gate_reads_patch_previous_tool_step_and_chosen_tool_and_counts_its_work
     assert gate.macs(63) == convs + (2 * (16 + 32 + 64 + 64) + 12 + 3) * 64 + 64 * 12
 
 
+def test_a_gate_that_sees_the_result_reads_the_change_the_tool_made_and_cannot_run_in_an_agent(agent):
+    torch.manual_seed(0)
+    gate = StopGate(sees_result=True)
+    images = torch.randint(0, 256, (3, 3, 63, 63), dtype=torch.uint8)
+    previous, zeros = torch.zeros(3, 12), torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="result"):
+        gate(images, previous, zeros, zeros)
+    assert gate(images, previous, zeros, zeros, images.flip(-1)).shape == (3,)
+    assert not torch.equal(gate(images, previous, zeros, zeros, images), gate(images, previous, zeros, zeros, images.flip(-1)))
+    assert gate.macs(63) - StopGate().macs(63) == 63 * 63 * 16 * 3 * 9  # three more input channels
+    with pytest.raises(ValueError, match="undo"):
+        agent.with_stop_gate(gate)
+
+
 @pytest.mark.parametrize("logit, stops", [(-50.0, False), (50.0, True)])
 def test_the_gate_only_ever_turns_a_tool_into_stop(agent, patches, logit, stops):
     gated = agent.with_stop_gate(constant_gate(logit), 0.5)
@@ -75,6 +89,9 @@ def test_offline_gated_psnr_is_what_the_gated_agent_reaches(agent, patches):
         at = episodes.episode == row
         assert tuple(episodes.tools[at]) == chain and episodes.steps[at].tolist() == list(range(len(chain)))
         assert (episodes.values[at].argmax(1) == episodes.tools[at]).all()  # the tool is the values' choice
+        # Each state's result is the next state, and the last one the episode's final patch.
+        states = np.concatenate([episodes.images[at], episodes.results[at][-1:]])
+        assert np.array_equal(episodes.results[at], states[1:])
     threshold = float(np.quantile(probability, 0.9))  # some episodes stop early, some do not
     final, stop_at = gated_psnr(episodes, probability, threshold)
     restored, chains, _ = run_policy(agent.with_stop_gate(gate, threshold), toolbox, patches.L)
@@ -86,6 +103,7 @@ def test_offline_gated_psnr_is_what_the_gated_agent_reaches(agent, patches):
 def test_stop_advantage_is_psnr_kept_minus_the_best_later_psnr():
     episodes = AgentEpisodes(psnr=np.array([[20.0, 23.0, 24.0, 23.5], [30.0, 29.0, 29.0, 29.0]]),
                              lengths=np.array([3, 1]), images=np.zeros((4, 3, 63, 63), np.uint8),
+                             results=np.zeros((4, 3, 63, 63), np.uint8),
                              previous=np.zeros((4, 12), np.float32), steps=np.array([0, 1, 2, 0]),
                              tools=np.array([3, 6, 10, 1]), values=np.zeros((4, 13), np.float32),
                              episode=np.array([0, 0, 0, 1]))
@@ -148,6 +166,15 @@ def test_train_stop_gate_writes_an_agent_with_a_gate_chosen_on_validation(tmp_pa
     # Read again, the finished run trains nothing and records no train episodes.
     again = train_stop_gate(settings, trainer)[2]
     assert again._train is None
+
+
+def test_a_gate_that_sees_the_result_is_scored_but_writes_no_agent(tmp_path, one_thread):
+    settings = StopGateSettings(patches=4, eval_patches=3, batch_size=8, thresholds=[0.5], sees_result=True)
+    trainer = TrainerSettings(out_dir=str(tmp_path / "gate"), iterations=2, eval_every=2, checkpoint_every=2,
+                              progress=False)
+    threshold, sweep, task = train_stop_gate(settings, trainer)
+    assert threshold == 0.5 and task.model.sees_result and set(sweep[0][1]) >= {"gain/mild", "stops_first/clean"}
+    assert not (tmp_path / "gate" / "agent.safetensors").exists()
 
 
 @pytest.mark.parametrize("field, value", [("thresholds", [0.5, 1.2]), ("thresholds", []), ("patches", 0),

@@ -181,6 +181,17 @@ def test_unknown_method_is_refused(toolbox):
         build_methods(EvaluationSettings(methods=["agent", "magic"]), toolbox, torch.device("cpu"))
 
 
+def test_two_baseline_files_of_one_network_get_rows_of_their_own(tmp_path):
+    from toolchain_restore.baselines import DnCNN, VDSR, save_baseline
+    from toolchain_restore.evaluation.run import baseline_methods
+
+    paths = [str(tmp_path / name) for name in ("a.safetensors", "b.safetensors", "c.safetensors")]
+    for path, model in zip(paths, (VDSR(depth=3, channels=4), VDSR(depth=3, channels=4), DnCNN(depth=3, channels=4))):
+        save_baseline(model, path)
+    names = [m.name for m in baseline_methods(paths, "fp32", torch.device("cpu"))]
+    assert names == [f"VDSR-3x4 ({paths[0]})", f"VDSR-3x4 ({paths[1]})", "DnCNN-3x4"]
+
+
 @pytest.mark.parametrize("agent, card", [(None, "toolbox_joint.md"), ("given", "toolbox.md")])
 def test_the_agent_method_chains_the_shipped_agents_own_tools_only_for_the_shipped_agent(toolbox, agent, card):
     """The jointly tuned tools serve the shipped agent's chains; an agent of one's own, and the

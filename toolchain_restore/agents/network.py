@@ -29,6 +29,10 @@ def same_padding(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.pad(x, pads)
 
 
+def _unit(image: torch.Tensor) -> torch.Tensor:
+    return image.float().div(255.0) if image.dtype == torch.uint8 else image.float()
+
+
 class SamePadConv2d(nn.Conv2d):
     """A strided convolution with "same" padding (see :func:`same_padding`)."""
 
@@ -120,8 +124,7 @@ class RecurrentQNetwork(PrecisionMixin, nn.Module):
                 f"previous_action must be (T x) N x {NUM_TOOLS} for images of shape {tuple(image.shape)}, "
                 f"got {tuple(previous_action.shape)}"
             )
-        x = image.flatten(0, 1)
-        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        x = _unit(image.flatten(0, 1))
         if state is None:
             state = self.initial_state(batch, image.device)
         with module_autocast(self.precision, image.device):
@@ -161,13 +164,22 @@ class StopGate(nn.Module):
     head sees the full-resolution statistics of residual noise and ringing as well as the
     coarse ones), then 64 hidden units and one logit per tool the agent may have chosen:
     whether the next tool hurts depends on which it is.
+
+    ``sees_result``: the gate also sees the patch after the chosen tool, and its logit says
+    whether to undo that tool and stop. Its first convolution reads the result and the change
+    the tool made (scaled by ``RESULT_CHANGE_SCALE``: a tool's change is a few levels, the
+    patch spans the whole range). The environment has no undo, so such a gate is scored on
+    recorded episodes only (``stop_gate.py``).
     """
 
-    def __init__(self, channels: int = 16) -> None:
+    RESULT_CHANGE_SCALE = 4.0
+
+    def __init__(self, channels: int = 16, sees_result: bool = False) -> None:
         super().__init__()
         widths = (channels, 2 * channels, 4 * channels, 4 * channels)
         self.stages = nn.ModuleList()
-        before = 3
+        self.sees_result = sees_result
+        before = 6 if sees_result else 3
         for i, width in enumerate(widths):
             self.stages.append(nn.Sequential(nn.Conv2d(before, width, 3, stride=1 if i == 0 else 2, padding=1),
                                              nn.ReLU(inplace=True)))
@@ -177,10 +189,16 @@ class StopGate(nn.Module):
                                   nn.Linear(64, NUM_TOOLS))
 
     def forward(self, image: torch.Tensor, previous_action: torch.Tensor, step: torch.Tensor,
-                tool: torch.Tensor) -> torch.Tensor:
+                tool: torch.Tensor, result: torch.Tensor | None = None) -> torch.Tensor:
         """N logits for N x 3 x P x P patches (uint8, or floats in [0, 1]), N x 12 one-hot
-        previous tools, N tool counts and the N tools (0..11) the agent chose."""
-        x = image.float().div(255.0) if image.dtype == torch.uint8 else image.float()
+        previous tools, N tool counts and the N tools (0..11) the agent chose; with
+        ``sees_result``, ``result`` is the patches after that tool."""
+        x = _unit(image)
+        if self.sees_result:
+            if result is None:
+                raise ValueError("this gate sees the tool's result: pass result (the patches after the chosen tool)")
+            after = _unit(result)
+            x = torch.cat([after, (after - x) * self.RESULT_CHANGE_SCALE], dim=1)
         pooled = []
         for stage in self.stages:
             x = stage(x)

@@ -166,6 +166,9 @@ class RecurrentQPolicy:
         the gate's probability exceeds ``threshold``; the same network, not a copy of it."""
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"the stop threshold must be in [0, 1], got {threshold}")
+        if gate is not None and gate.sees_result:
+            raise ValueError("a stop gate that sees the tool's result cannot run in an agent: the environment has no "
+                             "undo (such gates are scored on recorded episodes, stop_gate.py)")
         other = copy.copy(self)
         other.stop_gate = None if gate is None else gate.to(self.device).eval()
         other.stop_threshold = float(threshold)

@@ -13,6 +13,11 @@ difference, each example weighted by the decibels the decision is worth. It over
 agent only towards stopping, so the agent's chains before the stop are unchanged and the
 gate's effect on recorded episodes can be computed exactly (:func:`gated_psnr`).
 
+``sees_result`` asks whether seeing the chosen tool's result helps: such a gate reads the
+patch after the tool too, and stopping then means undoing that tool, which keeps the same
+``p_t``, so the labels and the exact offline score are the same. The environment cannot
+undo a tool, so such a gate is a measurement, not a file an agent carries.
+
 Read top to bottom: the gate network, the agent's recorded episodes (``AgentEpisodes``), the
 exact effect of a gate on them, the task for the generic trainer, and
 :func:`train_stop_gate`, which trains, picks the threshold on the validation split and
@@ -33,6 +38,7 @@ from torch import nn
 from ..config import AgentSelection, CleanImages, ToolboxSelection
 from ..degrade import SEVERITY_BANDS
 from ..errors import InvalidInput
+from ..data.tensors import to_uint8
 from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..envs.toolchain import run_policy
 from ..metrics import batch_psnr
@@ -58,6 +64,8 @@ class AgentEpisodes:
     """N: tools each episode applied."""
     images: np.ndarray
     """S x 3 x P x P uint8: the states where the agent chose a tool (where a gate may stop it)."""
+    results: np.ndarray
+    """S x 3 x P x P uint8: those states after the chosen tool (what a gate that sees the result reads)."""
     previous: np.ndarray
     """S x 12 float32: the previous tool's one-hot at those states."""
     steps: np.ndarray
@@ -106,6 +114,8 @@ def record_episodes(policy: RecurrentQPolicy, toolbox: Toolbox, L: torch.Tensor,
         parts.append(AgentEpisodes(
             psnr=psnr.astype(np.float64), lengths=lengths,
             images=np.stack([o["image"] for o in seen])[steps, rows],
+            results=(np.stack([to_uint8(x) for x in trace[1:]])[steps, rows] if len(trace) > 1
+                     else np.zeros((0, *L.shape[1:]), dtype=np.uint8)),
             previous=np.stack([o["previous_action"] for o in seen])[steps, rows],
             steps=steps, tools=np.array([chains[r][t] for r, t in zip(rows, steps)], dtype=np.int64),
             values=np.stack(recorder.values)[steps, rows], episode=rows))
@@ -151,6 +161,10 @@ class StopGateSettings(AgentSelection, ToolboxSelection, CleanImages):
     """Channels of the gate's first convolution (then 2x, 4x, 4x)."""
     init_seed: int = 0
     """Seed of the gate's initial weights."""
+    sees_result: bool = False
+    """The gate also sees the patch after the chosen tool (the tool runs, and a stop undoes it):
+    does the result tell a harmful tool from a useful one? The environment has no undo, so
+    such a gate is scored on the validation episodes only: no agent file is written."""
     thresholds: list[float] = field(default_factory=lambda: [round(0.05 * k, 2) for k in range(2, 20)])
     """Stop-probability thresholds tried on the validation split; the one with the highest
     mean gain over mild, moderate and severe is written into the agent file."""
@@ -187,7 +201,7 @@ class StopGateTask:
         self.toolbox = load_toolbox(settings.toolbox, "cpu", precision, for_shipped_agent=settings.agent is None)
         with torch.random.fork_rng():
             torch.manual_seed(settings.init_seed)
-            self.model = StopGate(settings.channels)
+            self.model = StopGate(settings.channels, settings.sees_result)
         self.validation = _episodes(self.agent, self.toolbox, settings.data, "test", settings.eval_patches,
                                     settings.eval_seed)
         self._train: tuple[AgentEpisodes, np.ndarray, np.ndarray] | None = None
@@ -209,13 +223,14 @@ class StopGateTask:
         rng = step_rng(seed, step, rank)
         rows = rng.integers(0, len(labels), self.settings.batch_size)
         view = int(rng.integers(8))  # the gate's answer does not depend on the patch's orientation
-        images = symmetric_views(torch.from_numpy(episodes.images[rows]), view + 1)[-len(rows):]
-        return (images, *(torch.from_numpy(a[rows]) for a in (episodes.previous, episodes.steps, episodes.tools,
-                                                               labels, weights)))
+        both = torch.from_numpy(np.concatenate([episodes.images[rows], episodes.results[rows]], axis=1))
+        images, results = symmetric_views(both, view + 1)[-len(rows):].chunk(2, dim=1)
+        return (images, results, *(torch.from_numpy(a[rows]) for a in (episodes.previous, episodes.steps,
+                                                                        episodes.tools, labels, weights)))
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], device: torch.device):
-        images, previous, steps, tools, labels, weights = (x.to(device) for x in batch)
-        logits = model(images, previous, steps, tools)
+        images, results, previous, steps, tools, labels, weights = (x.to(device) for x in batch)
+        logits = model(images, previous, steps, tools, results)
         loss = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * weights).mean()
         accuracy = ((logits > 0).float() == labels).float().mean()
         return loss, {"weighted_bce": loss.item(), "accuracy": accuracy.item()}
@@ -225,7 +240,7 @@ class StopGateTask:
         """The gate's stop probability at every state of ``episodes``."""
         was_training = model.training
         model.eval()
-        inputs = (episodes.images, episodes.previous, episodes.steps, episodes.tools)
+        inputs = (episodes.images, episodes.previous, episodes.steps, episodes.tools, episodes.results)
         out = [torch.sigmoid(model(*(torch.from_numpy(a[i:i + 256]).to(device) for a in inputs))).cpu()
                for i in range(0, len(episodes.steps), 256)]
         model.train(was_training)
@@ -271,7 +286,7 @@ def best_threshold(sweep: list[tuple[float, dict[str, float]]]) -> tuple[float, 
 def train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, output: str | Path | None = None,
                     ) -> tuple[float, list[tuple[float, dict[str, float]]], StopGateTask]:
     """Train the gate, choose its threshold on validation, write the agent file with it
-    (default out_dir/agent.safetensors). Returns the threshold, the validation sweep over
+    (default out_dir/agent.safetensors; none for a gate that sees the result). Returns the threshold, the validation sweep over
     ``settings.thresholds`` and the task (``task.ungated()``: the agent alone)."""
     task = StopGateTask(settings, precision=trainer.precision)
     Trainer(trainer, (settings,)).fit(task)
@@ -279,7 +294,7 @@ def train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, output
     gate = task.model.to(device).eval()
     sweep = task.threshold_sweep(gate, device, settings.thresholds)
     threshold, metrics = best_threshold(sweep)
-    if is_main_process():
+    if is_main_process() and not settings.sees_result:
         output = Path(output) if output else Path(trainer.out_dir) / "agent.safetensors"
         task.agent.with_stop_gate(gate, threshold).save(
             output, training=task.agent.training_settings,

@@ -130,10 +130,18 @@ def build_methods(s: EvaluationSettings, toolbox: Toolbox, device: torch.device)
         elif name == "exhaustive":
             methods.append(ExhaustiveOracleMethod(toolbox, s.max_steps))
         elif name == "baselines":
-            for path in s.baselines or _shipped_baselines():
-                model = load_baseline(path, precision=s.precision).to(device)
-                methods.append(CNNMethod(getattr(model, "display_name", Path(path).stem), model))
+            methods += baseline_methods(s.baselines or _shipped_baselines(), s.precision, device)
     return methods
+
+
+def baseline_methods(paths: list[str], precision: str | None, device: torch.device) -> list[CNNMethod]:
+    """One method per baseline file, named by its network; where two files hold the same
+    network (say, a new VDSR beside the shipped one), by network and file, so that neither
+    row of the report hides the other."""
+    models = [load_baseline(path, precision=precision).to(device) for path in paths]
+    names = [getattr(model, "display_name", Path(path).stem) for model, path in zip(models, paths)]
+    return [CNNMethod(name if names.count(name) == 1 else f"{name} ({path})", model)
+            for name, model, path in zip(names, models, paths)]
 
 
 def test_sets_for(s: EvaluationSettings) -> list[HeldOutSet]:
