@@ -35,7 +35,8 @@ LEVELS = ("mild", "moderate", "severe")
 BEFORE = "agent, separately trained tools"
 AFTER = "agent, jointly fine-tuned tools (shipped)"
 TARGET_MACS_SHARE = 0.35
-TARGET_GREEDY_SHARE = 0.9
+TARGET_GREEDY_SHARE = 0.85
+"""Issue 17's target on held-out photographs (the embedded default's issue asked 90%)."""
 
 
 def measure(patches: int, device: str, data: str | None = None) -> list[MethodResult]:
@@ -92,7 +93,7 @@ def run(quick: bool = False, device: str = "cpu", figures: Path | None = None, d
     targets = [
         Target("agent multiply-adds at most 35% of DnCNN-style's (every severity)", f"{100 * macs_share:.0f}% (highest)",
                macs_share <= TARGET_MACS_SHARE),
-        Target("agent gain at least 90% of the greedy oracle's on moderate", f"{100 * greedy_share:.0f}%",
+        Target(f"agent gain at least {TARGET_GREEDY_SHARE:.0%} of the greedy oracle's on moderate", f"{100 * greedy_share:.0f}%",
                greedy_share >= TARGET_GREEDY_SHARE),
         Target("joint fine-tuning raises the agent's moderate PSNR", f"{joint_gain:+.2f} dB", joint_gain > 0),
     ]

@@ -303,7 +303,8 @@ def _train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, optio
     print("| stop threshold | " + " | ".join(GATE_LEVELS) + " |")
     print("|---" * (len(GATE_LEVELS) + 1) + "|")
     rows = [("agent alone", {k.replace("ungated_", ""): v for k, v in ungated.items() if k.startswith("ungated_")})]
-    rows += [(f"{t:.2f}" + (" (written)" if t == threshold else ""), m) for t, m in sweep]
+    chosen = " (chosen)" if settings.sees_result else " (written)"
+    rows += [(f"{t:.2f}" + (chosen if t == threshold else ""), m) for t, m in sweep]
     for name, m in rows:
         print(f"| {name} | " + " | ".join(f"{m[f'gain/{lv}']:+.2f} / {m[f'stops_first/{lv}']:.0%}"
                                          for lv in GATE_LEVELS) + " |")
