@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AgentSelection, CleanImages, ToolboxSelection
+from ..data.tensors import to_uint8
 from ..degrade import SEVERITY_BANDS
 from ..errors import InvalidInput
-from ..data.tensors import to_uint8
 from ..envs.held_out import EVALUATION_SEED, held_out_set
 from ..envs.toolchain import run_policy
 from ..metrics import batch_psnr
@@ -286,8 +286,9 @@ def best_threshold(sweep: list[tuple[float, dict[str, float]]]) -> tuple[float, 
 def train_stop_gate(settings: StopGateSettings, trainer: TrainerSettings, output: str | Path | None = None,
                     ) -> tuple[float, list[tuple[float, dict[str, float]]], StopGateTask]:
     """Train the gate, choose its threshold on validation, write the agent file with it
-    (default out_dir/agent.safetensors; none for a gate that sees the result). Returns the threshold, the validation sweep over
-    ``settings.thresholds`` and the task (``task.ungated()``: the agent alone)."""
+    (default out_dir/agent.safetensors; none for a gate that sees the result). Returns the
+    threshold, the validation sweep over ``settings.thresholds`` and the task
+    (``task.ungated()``: the agent alone)."""
     task = StopGateTask(settings, precision=trainer.precision)
     Trainer(trainer, (settings,)).fit(task)
     device = torch.device("cpu")
