@@ -2,9 +2,12 @@
 (its top-left crop of at most 512 x 512) degraded at one severity with a fixed seed and
 restored in both modes, with its PSNR gain and how far each channel's mean moved from the
 ground truth's; and each real JPEG of ``--real`` restored as it is, with how far each
-channel's mean moved from the input's (there is no ground truth).
+channel's mean moved from the input's (there is no ground truth). ``--clean`` restores the
+photos' crops as they are, not degraded: what the stack does to a photograph that needs
+nothing (PSNR of the result against the photo itself).
 
     python -m tests.whole_image_check runs/corpus/test/*.png --real ../shared/data/rl-restore-samples/mine
+    python -m tests.whole_image_check runs/corpus/test/*.png --clean
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ def degraded_rows(paths: list[Path], level: str, seed: int) -> list[str]:
     return rows
 
 
+def clean_rows(paths: list[Path]) -> list[str]:
+    rows = []
+    for path in paths:
+        clean = read_image(path)[:CROP, :CROP]
+        for mode in MODES:
+            result = restore(clean, mode)
+            chain = " > ".join(str(tool + 1) for tool in result.chain) if mode == "vote" else "per patch"
+            rows.append(f"| {path.name} | {mode} | {psnr(result.image, clean):.2f} | {chain or '(none)'} |")
+    return rows
+
+
 def real_rows(folder: Path) -> list[str]:
     rows = []
     for path in sorted(folder.glob("*.jpg")):
@@ -57,8 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--level", default="moderate")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--real", type=Path, help="a folder of real degraded JPEGs (no ground truth)")
+    parser.add_argument("--clean", action="store_true", help="restore the photos as they are, not degraded")
     args = parser.parse_args(argv)
-    if args.images:
+    if args.images and args.clean:
+        print("| clean photo | mode | PSNR of the result against the photo | vote chain (tools) |\n|---|---|---|---|")
+        print("\n".join(clean_rows(args.images)))
+    elif args.images:
         print(f"| photo ({args.level}, seed {args.seed}) | mode | input PSNR | restored PSNR | gain (dB) | "
               "channel mean - ground truth's (R / G / B) |\n|---|---|---|---|---|---|")
         print("\n".join(degraded_rows(args.images, args.level, args.seed)))
