@@ -81,7 +81,7 @@ def test_offline_gated_psnr_is_what_the_gated_agent_reaches(agent, patches):
     toolbox = load_toolbox()
     torch.manual_seed(1)
     gate = StopGate()
-    episodes = record_episodes(agent, toolbox, patches.L, patches.H, chunk=5)
+    episodes = record_episodes(agent, toolbox, patches.L, patches.H, chunk=5, with_results=True)
     probability = torch.sigmoid(gate(*(torch.from_numpy(a) for a in (episodes.images, episodes.previous,
                                                                       episodes.steps, episodes.tools)))).detach().numpy()
     _, free_chains, _ = run_policy(agent, toolbox, patches.L)

@@ -65,7 +65,8 @@ class AgentEpisodes:
     images: np.ndarray
     """S x 3 x P x P uint8: the states where the agent chose a tool (where a gate may stop it)."""
     results: np.ndarray
-    """S x 3 x P x P uint8: those states after the chosen tool (what a gate that sees the result reads)."""
+    """S x 3 x P x P uint8: those states after the chosen tool (what a gate that sees the result
+    reads); S x 0 x P x P when the episodes were recorded without them."""
     previous: np.ndarray
     """S x 12 float32: the previous tool's one-hot at those states."""
     steps: np.ndarray
@@ -99,8 +100,9 @@ class _Recorder:
 
 @torch.no_grad()
 def record_episodes(policy: RecurrentQPolicy, toolbox: Toolbox, L: torch.Tensor, H: torch.Tensor,
-                    max_steps: int = 3, chunk: int = 256) -> AgentEpisodes:
-    """The policy's greedy episodes on (L, H), ``chunk`` patches at a time."""
+                    max_steps: int = 3, chunk: int = 256, with_results: bool = False) -> AgentEpisodes:
+    """The policy's greedy episodes on (L, H), ``chunk`` patches at a time; ``with_results``
+    also keeps the patch after each chosen tool (as much memory again as the states)."""
     parts = []
     for start in range(0, len(L), chunk):
         recorder = _Recorder(policy.without_stop_gate())
@@ -111,11 +113,13 @@ def record_episodes(policy: RecurrentQPolicy, toolbox: Toolbox, L: torch.Tensor,
         psnr = np.stack([batch_psnr(trace[min(k, len(trace) - 1)], h).numpy() for k in range(max_steps + 1)], 1)
         rows, steps = np.nonzero(np.arange(max_steps)[None] < lengths[:, None])
         seen = recorder.seen  # one observation and one set of values per step, every row
+        if with_results and len(rows):
+            results = np.stack([to_uint8(x) for x in trace[1:]])[steps, rows]
+        else:  # not kept (S x 0 x P x P), or no tool applied anywhere
+            results = np.zeros((len(rows), 3 * with_results, *L.shape[2:]), dtype=np.uint8)
         parts.append(AgentEpisodes(
             psnr=psnr.astype(np.float64), lengths=lengths,
-            images=np.stack([o["image"] for o in seen])[steps, rows],
-            results=(np.stack([to_uint8(x) for x in trace[1:]])[steps, rows] if len(trace) > 1
-                     else np.zeros((0, *L.shape[1:]), dtype=np.uint8)),
+            images=np.stack([o["image"] for o in seen])[steps, rows], results=results,
             previous=np.stack([o["previous_action"] for o in seen])[steps, rows],
             steps=steps, tools=np.array([chains[r][t] for r, t in zip(rows, steps)], dtype=np.int64),
             values=np.stack(recorder.values)[steps, rows], episode=rows))
@@ -182,11 +186,11 @@ class StopGateSettings(AgentSelection, ToolboxSelection, CleanImages):
 
 
 def _episodes(policy: RecurrentQPolicy, toolbox: Toolbox, data: str | None, split: str, patches: int,
-              seed: int) -> dict[str, AgentEpisodes]:
+              seed: int, with_results: bool) -> dict[str, AgentEpisodes]:
     out = {}
     for level in GATE_LEVELS:
         patches_at = held_out_set(level, patches, data, seed=seed, split=split)
-        out[level] = record_episodes(policy, toolbox, patches_at.L, patches_at.H)
+        out[level] = record_episodes(policy, toolbox, patches_at.L, patches_at.H, with_results=with_results)
     return out
 
 
@@ -203,7 +207,7 @@ class StopGateTask:
             torch.manual_seed(settings.init_seed)
             self.model = StopGate(settings.channels, settings.sees_result)
         self.validation = _episodes(self.agent, self.toolbox, settings.data, "test", settings.eval_patches,
-                                    settings.eval_seed)
+                                    settings.eval_seed, settings.sees_result)
         self._train: tuple[AgentEpisodes, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -212,7 +216,7 @@ class StopGateTask:
         if self._train is None:
             s = self.settings
             episodes = concatenate_episodes(list(_episodes(self.agent, self.toolbox, s.data, "train", s.patches,
-                                                           s.patch_seed).values()))
+                                                           s.patch_seed, s.sees_result).values()))
             advantage = episodes.stop_advantage
             self._train = (episodes, (advantage > 0).astype(np.float32),
                            np.minimum(np.abs(advantage), s.weight_cap).astype(np.float32))
@@ -223,8 +227,10 @@ class StopGateTask:
         rng = step_rng(seed, step, rank)
         rows = rng.integers(0, len(labels), self.settings.batch_size)
         view = int(rng.integers(8))  # the gate's answer does not depend on the patch's orientation
+        # One flip for the state and its result (an empty one without results), so they stay aligned.
         both = torch.from_numpy(np.concatenate([episodes.images[rows], episodes.results[rows]], axis=1))
-        images, results = symmetric_views(both, view + 1)[-len(rows):].chunk(2, dim=1)
+        flipped = symmetric_views(both, view + 1)[-len(rows):]
+        images, results = flipped[:, :3], flipped[:, 3:]
         return (images, results, *(torch.from_numpy(a[rows]) for a in (episodes.previous, episodes.steps,
                                                                         episodes.tools, labels, weights)))
 
