@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-undo-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-swa corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-undo-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -125,12 +125,20 @@ corpus-agent-pretrain: $(VENV)/.installed $(BEFORE_CORPUS)/agent.safetensors
 		--init-agent $(BEFORE_CORPUS)/agent.safetensors --demonstrations $(CORPUS_DEMOS)/moderate.npz \
 		$(CORPUS_DEMOS)/severe.npz $(CORPUS_DEMOS)/mild.npz $(CORPUS_DEMOS)/clean.npz --demo-updates 6000 \
 		--total-steps 0 --views 4 --out-dir runs/corpus_agent_pretrain --progress false
+CORPUS_AGENT_OUT ?= runs/corpus_agent
+CORPUS_AGENT_AVERAGE_FROM ?= 0
 corpus-agent: $(VENV)/.installed
 	$(BIN)/toolchain-restore train-agent --preset cpu --data $(CORPUS)/dev --toolbox $(CORPUS_TOOLBOX) \
 		--init-agent runs/corpus_agent_pretrain/agent.safetensors \
 		--total-steps 50000 --clean-fraction 0.1 --epsilon-start 0.2 --epsilon-end 0.05 --epsilon-decay-steps 25000 \
 		--lr 5e-5 --lr-halve-every 25000 --learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 \
-		--checkpoint-every 5000 --out-dir runs/corpus_agent --progress false
+		--average-from $(CORPUS_AGENT_AVERAGE_FROM) --checkpoint-every 5000 --out-dir $(CORPUS_AGENT_OUT) --progress false
+
+# The same run with stochastic weight averaging over its constant-rate half (from 25,000 steps,
+# where the learning rate has halved for the last time and exploration reached its floor): the
+# written agent is the mean of the online weights from there, online.safetensors the run's end.
+corpus-agent-swa:
+	$(MAKE) corpus-agent CORPUS_AGENT_AVERAGE_FROM=25000 CORPUS_AGENT_OUT=runs/corpus_agent_swa
 
 # The later stages of the corpus agent, all trials not kept: each continues the kept DQN agent.
 CORPUS_AGENT_STAGE_FLAGS := --preset cpu --data $(CORPUS)/dev --init-agent runs/corpus_agent/agent.safetensors \
@@ -197,12 +205,16 @@ CORPUS_AGENT ?= runs/corpus_agent/agent.safetensors
 # not suffer; val scores the chains and every tool on its own band every 100 steps.
 # CORPUS_JOINT_LEVEL=mixed CORPUS_JOINT_OUT=runs/corpus_joint_mixed: the trial on chains of
 # every severity (the agent is scored on all three; the paper tunes on moderate).
+# CORPUS_JOINT_ANCHOR=0.3 or CORPUS_JOINT_LR=6e-5 (with their own CORPUS_JOINT_OUT): the trials of a
+# looser anchor and a faster rate (toolbox_joint.md; neither kept).
 CORPUS_JOINT_LEVEL ?= moderate
 CORPUS_JOINT_OUT ?= runs/corpus_joint
+CORPUS_JOINT_ANCHOR ?= 1.0
+CORPUS_JOINT_LR ?= 2e-5
 corpus-joint: $(VENV)/.installed
 	$(BIN)/toolchain-restore joint-tune --data $(CORPUS)/dev --agent $(CORPUS_AGENT) --level $(CORPUS_JOINT_LEVEL) \
-		--toolbox $(CORPUS_TOOLBOX) --anchor-weight 1.0 --eval-band-patches 64 --iterations 400 --batch-size 32 \
-		--lr 2e-5 --schedule constant --eval-every 100 --checkpoint-every 50 --seed 0 --out-dir $(CORPUS_JOINT_OUT) \
+		--toolbox $(CORPUS_TOOLBOX) --anchor-weight $(CORPUS_JOINT_ANCHOR) --eval-band-patches 64 --iterations 400 --batch-size 32 \
+		--lr $(CORPUS_JOINT_LR) --schedule constant --eval-every 100 --checkpoint-every 50 --seed 0 --out-dir $(CORPUS_JOINT_OUT) \
 		--progress false
 	$(BIN)/toolchain-restore fixed-chain --data $(CORPUS)/dev --toolbox $(CORPUS_JOINT_OUT)/toolbox.safetensors \
 		--patches 64 --write

@@ -191,7 +191,7 @@ def test_a_checkpoint_in_the_old_format_resumes_like_a_new_one(tmp_path):
 
     train(_resume_settings(tmp_path / "new", 40), progress=False)
     state = torch.load(tmp_path / "new" / "checkpoint.pt", weights_only=False)
-    new_keys = {"cuda_rng", "python_rng", "numpy_rng", "cpu_seconds", "run_settings"}
+    new_keys = {"cuda_rng", "python_rng", "numpy_rng", "cpu_seconds", "run_settings", "average"}
     assert OLD_DQN_CHECKPOINT_KEYS | new_keys == set(state)
     shutil.copytree(tmp_path / "new", tmp_path / "old")
     torch.save({k: state[k] for k in OLD_DQN_CHECKPOINT_KEYS}, tmp_path / "old" / "checkpoint.pt")
@@ -263,3 +263,24 @@ def test_sigterm_writes_a_checkpoint_of_the_step_it_came_in_and_resumes_from_it(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handler is gone with it
     train(_resume_settings(tmp_path, 160), progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["counters"]["global_step"] >= 160
+
+
+@pytest.mark.slow
+def test_weight_averaging_writes_the_mean_and_the_online_network_and_resumes(tmp_path):
+    import shutil
+
+    averaged = lambda out, steps: _resume_settings(out, steps, average_from=40)
+    train(averaged(tmp_path / "a", 80), progress=False)
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert state["average"]["count"] > 0
+    agent = RecurrentQPolicy.load(tmp_path / "a" / "agent.safetensors")
+    online = RecurrentQPolicy.load(tmp_path / "a" / "online.safetensors")
+    assert not all(torch.equal(x, y) for x, y in zip(_weights(agent), _weights(online)))
+    assert all(torch.equal(x, y) for x, y in zip(_weights(online), state["q"].values()))
+    assert all(torch.equal(x, y) for x, y in zip(_weights(agent), state["average"]["weights"].values()))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    resumed_a, resumed_b = (train(averaged(tmp_path / run, 120), progress=False) for run in "ab")
+    assert all(torch.equal(x, y) for x, y in zip(_weights(resumed_a), _weights(resumed_b)))
+    assert torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["average"]["count"] > state["average"]["count"]
+    with pytest.raises(RuntimeError, match="--average-from: 40 -> 80"):  # a resume may not change where averaging starts
+        train(_resume_settings(tmp_path / "a", 160, average_from=80), progress=False)

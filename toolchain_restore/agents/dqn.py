@@ -39,6 +39,7 @@ from .network import RecurrentQNetwork
 from .demonstrations import check_demonstrations, load_demonstrations, pretrain
 from .policy import RecurrentQPolicy, check_views
 from .replay import Episode, EpisodeReplay
+from .weight_average import WeightAverage
 
 __all__ = ["DQNSettings", "CPU_PRESET", "HeldOutEvaluation", "evaluate_agent", "train", "preset"]
 
@@ -101,6 +102,8 @@ class DQNSettings(TrainingRunSettings, ToolchainSettings, TrainingPatches):
     """Held-out test patches per severity in each evaluation."""
     checkpoint_every: int = 50_000
     """Environment steps between checkpoints (networks, optimiser, replay, counters, RNG)."""
+    average_from: int = 0
+    """From this environment step on, the agent evaluated and written is the running mean of the online network's weights (stochastic weight averaging, :mod:`~toolchain_restore.agents.weight_average`); 0 = the online network itself."""
     init_agent: str | None = None
     """Start from this agent file's weights instead of a fresh network (a second training stage)."""
     demonstrations: list[str] = field(default_factory=list)
@@ -323,11 +326,11 @@ def initial_network(s: DQNSettings, device: torch.device, run: Run) -> Recurrent
     return q
 
 
-def checkpoint_state(s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork,
+def checkpoint_state(s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork, average: WeightAverage,
                      optimizer: torch.optim.Optimizer, replay: EpisodeReplay, rng: np.random.Generator,
                      counters: dict[str, int]) -> dict[str, Any]:
     """What a DQN checkpoint holds beside the random state the run adds."""
-    return {"settings": asdict(s), "q": q.state_dict(), "target": target.state_dict(),
+    return {"settings": asdict(s), "q": q.state_dict(), "target": target.state_dict(), "average": average.state_dict(),
             "optimizer": optimizer.state_dict(), "replay": [(e.images, e.actions, e.rewards) for e in replay.episodes],
             "rng": rng.bit_generator.state, "counters": counters}
 
@@ -337,14 +340,15 @@ def checkpoint_step(state: dict[str, Any]) -> int:
     return int(state["counters"]["global_step"])
 
 
-def resume(run: Run, s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork,
+def resume(run: Run, s: DQNSettings, q: RecurrentQNetwork, target: RecurrentQNetwork, average: WeightAverage,
            optimizer: torch.optim.Optimizer, replay: EpisodeReplay, rng: np.random.Generator,
            device: torch.device) -> dict[str, int]:
-    """Networks, optimiser, replay memory, random state and counters from the run's
-    checkpoint, once the resume rule accepted ``s`` (the run's settings)."""
+    """Networks, weight average, optimiser, replay memory, random state and counters from
+    the run's checkpoint, once the resume rule accepted ``s`` (the run's settings)."""
     # The replay holds numpy arrays: not loadable with weights_only.
     state = run.load_checkpoint(device, step_of=checkpoint_step, weights_only=False)
     run.restore(state, {"q": q, "target": target, "optimizer": optimizer})
+    average.load_state_dict(state.get("average", {}))
     for images, actions, rewards in state["replay"]:
         replay.add(Episode(images, actions, rewards))
     rng.bit_generator.state = state["rng"]
@@ -362,6 +366,15 @@ def make_envs(s: DQNSettings, device: torch.device) -> ToolchainRestoreVectorEnv
                                      precision=s.precision, clean_fraction=s.clean_fraction)
 
 
+def write_agent(run: Run, policy: RecurrentQPolicy, average: WeightAverage, s: DQNSettings) -> None:
+    """``agent.safetensors`` (the weight average where there is one) and, when averaging,
+    ``online.safetensors``: the online network it was taken from, to compare with."""
+    policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
+    if average.averaging:
+        RecurrentQPolicy(average.online, epsilon=s.epsilon_end, device=policy.device, views=s.views).save(
+            run.out_dir / "online.safetensors", training=asdict(s))
+
+
 def log_charts(run: Run, step: int, episodes: EpisodeCollector, clock: PhaseClock, epsilon: float,
                lr: float) -> None:
     """The charts/ and perf/ records of every LOG_EVERY environment steps."""
@@ -374,20 +387,20 @@ def log_charts(run: Run, step: int, episodes: EpisodeCollector, clock: PhaseCloc
 
 
 def setup(s: DQNSettings, run: Run, device: torch.device, rng: np.random.Generator) -> tuple[
-        RecurrentQNetwork, RecurrentQNetwork, torch.optim.Optimizer, torch.amp.GradScaler, EpisodeReplay,
-        dict[str, int]]:
-    """The online and target networks, Adam, the loss scaler, the replay memory and the
-    counters: fresh, or from the run's checkpoint."""
+        RecurrentQNetwork, RecurrentQNetwork, WeightAverage, torch.optim.Optimizer, torch.amp.GradScaler,
+        EpisodeReplay, dict[str, int]]:
+    """The online and target networks, the weight average, Adam, the loss scaler, the
+    replay memory and the counters: fresh, or from the run's checkpoint."""
     q = initial_network(s, device, run)
-    target = copy.deepcopy(q)
+    target, average = copy.deepcopy(q), WeightAverage(q, s.average_from)
     optimizer = torch.optim.Adam(q.parameters(), lr=s.lr)
     # float16 gradients underflow without loss scaling; bf16 and fp32 need none.
     scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(s.precision, device).precision == "fp16")
     replay = EpisodeReplay(s.replay_steps)
     counters = {"global_step": 0, "updates": 0, "next_eval": s.eval_every, "next_sync": s.target_sync_every}
     if run.has_checkpoint:
-        counters = resume(run, s, q, target, optimizer, replay, rng, device)
-    return q, target, optimizer, scaler, replay, counters
+        counters = resume(run, s, q, target, average, optimizer, replay, rng, device)
+    return q, target, average, optimizer, scaler, replay, counters
 
 
 def gradient_step(q: RecurrentQNetwork, target: RecurrentQNetwork, optimizer: torch.optim.Optimizer,
@@ -422,13 +435,13 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
     envs = make_envs(s, device)  # opens the data folder: a folder of bad images stops the run before it writes
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
-    q, target, optimizer, scaler, replay, counters = setup(s, run, device, rng)
+    q, target, average, optimizer, scaler, replay, counters = setup(s, run, device, rng)
     global_step, updates, next_eval, next_sync = (counters[k] for k in COUNTERS)
     next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
     run.write_settings(asdict(s))
     with run, contextlib.closing(envs):
         run.open_writer(global_step, settings_markdown(s), precision_summary(s.precision, device), purge=True)
-        policy = RecurrentQPolicy(q, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
+        policy = RecurrentQPolicy(average.network, epsilon=s.epsilon_end, device=device, seed=s.seed, views=s.views)
         # Acts during training with the scheduled epsilon; shares the network and the run's rng.
         explorer = RecurrentQPolicy(q, epsilon=s.epsilon_start, device=device, seed=rng)
         hooks, loop = CallbackList([HeldOutEvaluation(policy, s), *callbacks]), TrainingState(run, q, device, global_step)
@@ -459,6 +472,7 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
                             run.writer.add_scalar("losses/td_loss", loss.item(), global_step)
                             run.writer.add_scalar("losses/q_values", (q_taken * batch.mask).sum().item()
                                                   / batch.mask.sum().item(), global_step)
+                    average.update(global_step)
                     if global_step >= next_sync:
                         target.load_state_dict(q.state_dict())
                         next_sync += s.target_sync_every
@@ -472,15 +486,15 @@ def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Call
                 next_eval += s.eval_every
                 if run.is_main:
                     hooks.on_evaluate(loop)
-                    policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
+                    write_agent(run, policy, average, s)
             if global_step >= next_checkpoint or finished or run.stop_requested:
                 next_checkpoint = (global_step // s.checkpoint_every + 1) * s.checkpoint_every
                 counters = dict(zip(COUNTERS, (global_step, updates, next_eval, next_sync)))
-                run.save_checkpoint(checkpoint_state(s, q, target, optimizer, replay, rng, counters))
+                run.save_checkpoint(checkpoint_state(s, q, target, average, optimizer, replay, rng, counters))
                 run.stop_if_requested(global_step)
         hooks.on_train_end(loop)
     if run.is_main:
-        policy.save(run.out_dir / "agent.safetensors", training=asdict(s))
+        write_agent(run, policy, average, s)
     return policy
 
 
