@@ -416,20 +416,25 @@ def gradient_step(q: RecurrentQNetwork, target: RecurrentQNetwork, optimizer: to
     return loss, q_taken
 
 
+def check_inputs(s: DQNSettings) -> None:
+    """Refuse bad views or demonstration files before the run writes anything."""
+    check_views(s.views)
+    for path in s.demonstrations:
+        check_demonstrations(path)
+
+
 def train(settings: DQNSettings, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RecurrentQPolicy:
     """Train the agent; write ``agent.safetensors``, ``settings.json``, ``checkpoint.pt`` and
     TensorBoard logs to out_dir. ``callbacks`` hook into the loop after the held-out evaluation.
 
-    A run that finds a checkpoint in out_dir continues from it (``resume``): networks,
-    optimiser, replay memory, counters and random state come back. Episodes that were
+    A run that finds a checkpoint in out_dir continues from it (``resume``): networks, weight
+    average, optimiser, replay memory, counters and random state come back. Episodes that were
     half-way through when the checkpoint was written are dropped; the environments start
     fresh episodes seeded from the step, so resuming the same checkpoint twice gives the
     same result.
     """
     s = settings
-    check_views(s.views)
-    for path in s.demonstrations:  # before the run writes anything
-        check_demonstrations(path)
+    check_inputs(s)
     device = resolve_device(s.device)
     run = Run(s.out_dir, settings=(s,), resume=s.resume, overwrite=s.overwrite, schedule=lr_schedule(s))
     envs = make_envs(s, device)  # opens the data folder: a folder of bad images stops the run before it writes
