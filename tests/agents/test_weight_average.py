@@ -47,3 +47,43 @@ def test_state_round_trips_and_a_missing_average_is_refused():
         WeightAverage(nn.Linear(2, 2), start=1).load_state_dict({})
     with pytest.raises(ValueError, match="average_from"):
         WeightAverage(online, start=-1)
+
+
+def test_average_agents_is_the_mean_of_each_weight_and_refuses_what_does_not_average(tmp_path):
+    from toolchain_restore.agents.policy import RecurrentQPolicy
+    from toolchain_restore.agents.stop_gate import StopGate
+    from toolchain_restore.agents.weight_average import average_agents
+    from toolchain_restore.errors import InvalidInput
+
+    first, second = RecurrentQPolicy(seed=0, views=4), RecurrentQPolicy(seed=1)
+    first.save(tmp_path / "a.safetensors", training={"seed": 0})
+    second.save(tmp_path / "b.safetensors")
+    mean = average_agents([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
+    for name, value in mean.network.state_dict().items():
+        expected = (first.network.state_dict()[name] + second.network.state_dict()[name]) / 2
+        assert torch.allclose(value, expected)
+    assert mean.views == 4 and mean.training_settings["seed"] == 0
+    assert mean.training_settings["average_of"] == [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
+    with pytest.raises(InvalidInput, match="at least two"):
+        average_agents([tmp_path / "a.safetensors"])
+    from toolchain_restore.agents.network import RecurrentQNetwork
+
+    RecurrentQPolicy(RecurrentQNetwork(hidden=20)).save(tmp_path / "narrow.safetensors")
+    with pytest.raises(InvalidInput, match="narrow.safetensors: another network shape"):
+        average_agents([tmp_path / "a.safetensors", tmp_path / "narrow.safetensors"])
+    first.with_stop_gate(StopGate(8), 0.5).save(tmp_path / "gated.safetensors")
+    with pytest.raises(InvalidInput, match="gated.safetensors: an agent with a stop gate"):
+        average_agents([tmp_path / "a.safetensors", tmp_path / "gated.safetensors"])
+
+
+def test_average_agents_command(tmp_path, capsys):
+    from toolchain_restore.agents.policy import RecurrentQPolicy
+    from toolchain_restore.cli import main
+
+    for seed in (0, 1):
+        RecurrentQPolicy(seed=seed).save(tmp_path / f"{seed}.safetensors")
+    paths = [str(tmp_path / f"{seed}.safetensors") for seed in (0, 1)]
+    assert main(["average-agents", *paths, "--output", str(tmp_path / "mean.safetensors")]) == 0
+    assert RecurrentQPolicy.load(tmp_path / "mean.safetensors").training_settings["average_of"] == paths
+    assert main(["average-agents", *paths, "--output", str(tmp_path / "mean.pt")]) == 2
+    assert "--output: an agent file ends in .safetensors" in capsys.readouterr().err

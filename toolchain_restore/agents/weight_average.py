@@ -3,17 +3,26 @@ Nikishin et al., 2018): from a chosen step on, the network that is evaluated and
 the running mean of the online network's weights, while acting and learning go on with
 the online network itself. A DQN's greedy policy moves from one evaluation to the next by
 more than the gaps it is chosen on; the mean of the weights along the end of a run
-smooths that out at no cost per decision."""
+smooths that out at no cost per decision.
+
+:func:`average_agents` takes the mean of whole agent files instead (a "model soup",
+Wortsman et al., 2022): agents trained from the same start, whose weights a mean can join.
+"""
 
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["WeightAverage"]
+from ..errors import InvalidInput
+from .policy import RecurrentQPolicy
+
+__all__ = ["WeightAverage", "average_agents"]
 
 
 class WeightAverage:
@@ -63,3 +72,31 @@ class WeightAverage:
             raise ValueError("the checkpoint holds no weight average, but the settings ask for one (average_from)")
         self.network.load_state_dict(state["weights"])
         self.count = int(state["count"])
+
+
+def average_agents(paths: Sequence[str | os.PathLike]) -> RecurrentQPolicy:
+    """The agent whose every weight is the mean of those of the agent files ``paths``
+    (at least two, of one network shape, none with a stop gate); it keeps the first file's
+    views and epsilon, and records the files in its training settings (``average_of``).
+
+    Raises:
+        InvalidInput: fewer than two files, a file with a stop gate, or files of another
+            network shape than the first (each named).
+    """
+    if len(paths) < 2:
+        raise InvalidInput(f"average-agents needs at least two agent files, got {len(paths)}")
+    agents = [RecurrentQPolicy.load(path) for path in paths]
+    first = agents[0]
+    shapes = {name: tuple(t.shape) for name, t in first.network.state_dict().items()}
+    for path, agent in zip(paths, agents):
+        if agent.stop_gate is not None:
+            raise InvalidInput(f"{path}: an agent with a stop gate; average the agents without one")
+        if agent.network.conv != first.network.conv or {
+                name: tuple(t.shape) for name, t in agent.network.state_dict().items()} != shapes:
+            raise InvalidInput(f"{path}: another network shape than {paths[0]}'s; only agents of one shape average")
+    with torch.no_grad():
+        mean = {name: torch.stack([agent.network.state_dict()[name].float() for agent in agents]).mean(0)
+                for name in shapes}
+        first.network.load_state_dict(mean)
+    first.training_settings = {**(first.training_settings or {}), "average_of": [str(p) for p in paths]}
+    return first
