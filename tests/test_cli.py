@@ -55,8 +55,9 @@ def _leaf_parsers(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ())
             yield from _leaf_parsers(sub, prefix + (name,))
 
 
-NO_NETWORK = {("pix2pixhd", "export"), ("sims", "build-bank"), ("corpus", "build"), ("combine-tools",)}
-"""Subcommands that run no network: they copy weights or cut segments."""
+NO_NETWORK = {("pix2pixhd", "export"), ("sims", "build-bank"), ("corpus", "build"), ("combine-tools",),
+              ("average-agents",)}
+"""Subcommands that run no network: they copy or average weights, or cut segments."""
 LEAVES = [(command, parser) for command, parser in _leaf_parsers(build_parser()) if command not in NO_NETWORK]
 
 
