@@ -30,6 +30,7 @@ from ..envs.episode import STOP, shared_toolbox
 from ..envs.figures import toolchain_figure, trace_policy
 from ..envs.toolchain import run_policy
 from ..envs.held_out import EVALUATION_SEED, held_out_set
+from ..errors import InvalidInput
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
 from ..runtime import Precision, precision_summary, resolve_device, resolve_precision
@@ -417,8 +418,10 @@ def gradient_step(q: RecurrentQNetwork, target: RecurrentQNetwork, optimizer: to
 
 
 def check_inputs(s: DQNSettings) -> None:
-    """Refuse bad views or demonstration files before the run writes anything."""
+    """Refuse bad views, averaging start or demonstration files before the run writes anything."""
     check_views(s.views)
+    if s.average_from < 0:
+        raise InvalidInput(f"--average-from must be >= 0 (0 = no weight averaging), got {s.average_from}")
     for path in s.demonstrations:
         check_demonstrations(path)
 
