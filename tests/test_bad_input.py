@@ -131,7 +131,7 @@ RESTORATION = [
     ("train-agent --demonstrations {missing} --out-dir {out}", "--demonstrations {missing}: no such file"),
     ("train-agent --demonstrations {text_png} --out-dir {out}", "not an .npz file"),
     ("train-agent --views 0 --out-dir {out}", "views must be in 1..8"),
-    ("train-agent --average-from -1 --out-dir {out}", "--average-from must be >= 0"),
+    ("train-agent --average-from -1 --out-dir {out}", "--average-from (average_from) must be >= 0"),
     ("train-agent --total-steps many --out-dir {out}", "argument --total-steps: invalid int value"),
     ("train-sb3 --device cuda --out-dir {out}", "has no CUDA device"),
     ("joint-tune --agent {corrupt_safetensors} --out-dir {out}", "not a readable safetensors file"),

@@ -30,7 +30,6 @@ from ..envs.episode import STOP, shared_toolbox
 from ..envs.figures import toolchain_figure, trace_policy
 from ..envs.toolchain import run_policy
 from ..envs.held_out import EVALUATION_SEED, held_out_set
-from ..errors import InvalidInput
 from ..metrics import batch_psnr
 from ..tools import NUM_TOOLS
 from ..runtime import Precision, precision_summary, resolve_device, resolve_precision
@@ -40,7 +39,7 @@ from .network import RecurrentQNetwork
 from .demonstrations import check_demonstrations, load_demonstrations, pretrain
 from .policy import RecurrentQPolicy, check_views
 from .replay import Episode, EpisodeReplay
-from .weight_average import WeightAverage
+from .weight_average import WeightAverage, check_average_from
 
 __all__ = ["DQNSettings", "CPU_PRESET", "HeldOutEvaluation", "evaluate_agent", "train", "preset"]
 
@@ -420,8 +419,7 @@ def gradient_step(q: RecurrentQNetwork, target: RecurrentQNetwork, optimizer: to
 def check_inputs(s: DQNSettings) -> None:
     """Refuse bad views, averaging start or demonstration files before the run writes anything."""
     check_views(s.views)
-    if s.average_from < 0:
-        raise InvalidInput(f"--average-from must be >= 0 (0 = no weight averaging), got {s.average_from}")
+    check_average_from(s.average_from)
     for path in s.demonstrations:
         check_demonstrations(path)
 

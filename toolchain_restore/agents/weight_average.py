@@ -22,7 +22,14 @@ from torch import nn
 from ..errors import InvalidInput
 from .policy import RecurrentQPolicy
 
-__all__ = ["WeightAverage", "average_agents"]
+__all__ = ["WeightAverage", "average_agents", "check_average_from"]
+
+
+def check_average_from(start: int) -> int:
+    """``start`` itself; a negative one is refused (train-agent checks it before its run writes)."""
+    if start < 0:
+        raise InvalidInput(f"--average-from (average_from) must be >= 0 (0 = no weight averaging), got {start}")
+    return start
 
 
 class WeightAverage:
@@ -36,9 +43,7 @@ class WeightAverage:
     """
 
     def __init__(self, online: nn.Module, start: int) -> None:
-        if start < 0:
-            raise ValueError(f"average_from must be >= 0 (0 = no averaging), got {start}")
-        self.online, self.start, self.count = online, start, 0
+        self.online, self.start, self.count = online, check_average_from(start), 0
         self.network = online if start == 0 else copy.deepcopy(online)
 
     @property
@@ -87,16 +92,15 @@ def average_agents(paths: Sequence[str | os.PathLike]) -> RecurrentQPolicy:
         raise InvalidInput(f"average-agents needs at least two agent files, got {len(paths)}")
     agents = [RecurrentQPolicy.load(path) for path in paths]
     first = agents[0]
-    shapes = {name: tuple(t.shape) for name, t in first.network.state_dict().items()}
-    for path, agent in zip(paths, agents):
+    weights = [agent.network.state_dict() for agent in agents]
+    shapes = [{name: tuple(t.shape) for name, t in w.items()} for w in weights]
+    for path, agent, shape in zip(paths, agents, shapes):
         if agent.stop_gate is not None:
             raise InvalidInput(f"{path}: an agent with a stop gate; average the agents without one")
-        if agent.network.conv != first.network.conv or {
-                name: tuple(t.shape) for name, t in agent.network.state_dict().items()} != shapes:
+        if agent.network.conv != first.network.conv or shape != shapes[0]:
             raise InvalidInput(f"{path}: another network shape than {paths[0]}'s; only agents of one shape average")
     with torch.no_grad():
-        mean = {name: torch.stack([agent.network.state_dict()[name].float() for agent in agents]).mean(0)
-                for name in shapes}
-        first.network.load_state_dict(mean)
+        first.network.load_state_dict({name: torch.stack([w[name].float() for w in weights]).mean(0)
+                                       for name in shapes[0]})
     first.training_settings = {**(first.training_settings or {}), "average_of": [str(p) for p in paths]}
     return first
